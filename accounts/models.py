@@ -1,0 +1,147 @@
+"""Users, domains, aliases, credentials and JMAP accounts."""
+
+from __future__ import annotations
+
+from django.contrib.auth.base_user import AbstractBaseUser, BaseUserManager
+from django.contrib.auth.models import PermissionsMixin
+from django.db import models
+from django.utils import timezone
+
+
+class UserManager(BaseUserManager):
+    use_in_migrations = True
+
+    def create_user(self, email: str, password: str | None = None, **extra) -> User:
+        # Accounts are provisioned through accounts.services.user_create; this exists for
+        # Django's own tooling (createsuperuser, tests of the admin).
+        from accounts.services import user_create
+
+        return user_create(email=email, password=password, **extra)
+
+    def create_superuser(self, email: str, password: str | None = None, **extra) -> User:
+        extra.setdefault("is_staff", True)
+        extra.setdefault("is_superuser", True)
+        return self.create_user(email, password, **extra)
+
+    def get_by_natural_key(self, username: str) -> User:
+        return self.get(email__iexact=username)
+
+
+class User(AbstractBaseUser, PermissionsMixin):
+    """A person who logs in; the login is their email address."""
+
+    email = models.EmailField("email address", unique=True)
+    name = models.CharField(max_length=255, blank=True)
+    is_active = models.BooleanField(default=True)
+    is_staff = models.BooleanField(default=False)
+    date_joined = models.DateTimeField(default=timezone.now)
+    # Bumped whenever what the session resource shows for this user changes (accounts,
+    # their names or rights); the session "state" string is derived from it.
+    session_generation = models.PositiveIntegerField(default=1)
+
+    objects = UserManager()
+
+    USERNAME_FIELD = "email"
+    EMAIL_FIELD = "email"
+    REQUIRED_FIELDS: list[str] = []
+
+    class Meta:
+        ordering = ["email"]
+
+    def __str__(self) -> str:
+        return self.email
+
+
+class Domain(models.Model):
+    name = models.CharField(max_length=253, unique=True)
+    is_active = models.BooleanField(default=True)
+    created = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Alias(models.Model):
+    """Another address delivering to a user (``local@domain``; ``@domain`` is a catch-all)."""
+
+    address = models.CharField(max_length=320, unique=True)
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="aliases")
+    created = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["address"]
+        verbose_name_plural = "aliases"
+
+    def __str__(self) -> str:
+        return self.address
+
+
+class AppPassword(models.Model):
+    """A generated password for one client; only its SHA-256 digest is stored.
+
+    App passwords are long random strings made by the server, so a fast digest is safe
+    (no dictionary to attack) and lets Basic auth find them with one indexed lookup.
+    """
+
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="app_passwords")
+    name = models.CharField(max_length=100)
+    digest = models.CharField(max_length=64, unique=True)
+    created = models.DateTimeField(default=timezone.now)
+    last_used = models.DateTimeField(null=True, blank=True)
+    revoked = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["user", "name"]
+
+    def __str__(self) -> str:
+        return f"{self.user} / {self.name}"
+
+
+class ApiToken(models.Model):
+    """A bearer token for the API; looked up by its SHA-256 digest."""
+
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="api_tokens")
+    name = models.CharField(max_length=100)
+    digest = models.CharField(max_length=64, unique=True)
+    prefix = models.CharField(max_length=12, help_text="The first characters, to recognise a token")
+    created = models.DateTimeField(default=timezone.now)
+    expires = models.DateTimeField(null=True, blank=True)
+    last_used = models.DateTimeField(null=True, blank=True)
+    revoked = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["user", "name"]
+
+    def __str__(self) -> str:
+        return f"{self.user} / {self.name} ({self.prefix}…)"
+
+
+class Account(models.Model):
+    """A JMAP account (RFC 8620 §1.6.2): a collection of data a user can access.
+
+    ``modseq`` is the account's modification sequence: every change to any object in the
+    account takes the next value, in the same transaction as the change itself.
+    """
+
+    owner = models.ForeignKey(User, on_delete=models.CASCADE, related_name="jmap_accounts")
+    name = models.CharField(max_length=255)
+    is_personal = models.BooleanField(default=True)
+    modseq = models.BigIntegerField(default=0)
+    # Changes at or below this modseq may have been purged: older states can't be synced.
+    purged_modseq = models.BigIntegerField(default=0)
+    created = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def jmap_id(self) -> str:
+        from groupware.core.ids import account_id
+
+        return account_id(self.pk)

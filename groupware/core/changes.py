@@ -1,0 +1,175 @@
+"""Change tracking: a per-account modification sequence (modseq) and per-object changes.
+
+Every write runs inside ``account_changes(account_pk)``: it locks the account row (so
+concurrent writers of one account queue up and modseqs are handed out in commit order),
+gives each changed object the next modseq, and records the object's last change in
+``ObjectChange`` in the same transaction. A type's state is the highest modseq among its
+changes, so state strings only ever move forward (RFC 8620 §5.1, §5.2).
+"""
+
+from __future__ import annotations
+
+import contextvars
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from enum import Enum
+
+from django.db import transaction
+from django.db.models import Max
+from django.utils import timezone
+
+from accounts.models import Account
+from groupware.core import events
+from groupware.core.models import ObjectChange
+
+
+class Change(Enum):
+    CREATED = "created"
+    UPDATED = "updated"
+    DESTROYED = "destroyed"
+
+
+@dataclass
+class _Pending:
+    modseq: int
+    created: bool
+    destroyed: bool
+
+
+class ChangeSet:
+    """The changes one transaction makes to one account."""
+
+    def __init__(self, account: Account) -> None:
+        self.account = account
+        self.modseq = account.modseq
+        self._pending: dict[tuple[str, str], _Pending] = {}
+
+    def record(self, type_name: str, object_id: str, change: Change) -> int:
+        """Give the object the next modseq; return it."""
+        self.modseq += 1
+        key = (type_name, object_id)
+        previous = self._pending.get(key)
+        created = change is Change.CREATED or (previous is not None and previous.created)
+        self._pending[key] = _Pending(self.modseq, created, change is Change.DESTROYED)
+        return self.modseq
+
+    def touched_types(self) -> dict[str, int]:
+        states: dict[str, int] = {}
+        for (type_name, _), pending in self._pending.items():
+            states[type_name] = max(states.get(type_name, 0), pending.modseq)
+        return states
+
+    def _flush(self) -> None:
+        if not self._pending:
+            return
+        now = timezone.now()
+        rows = [
+            ObjectChange(
+                account_id=self.account.pk,
+                type_name=type_name,
+                object_id=object_id,
+                created_modseq=pending.modseq,
+                modseq=pending.modseq,
+                destroyed=pending.destroyed,
+                changed=now,
+            )
+            for (type_name, object_id), pending in self._pending.items()
+        ]
+        ObjectChange.objects.bulk_create(
+            rows,
+            update_conflicts=True,
+            unique_fields=["account", "type_name", "object_id"],
+            update_fields=["modseq", "destroyed", "changed"],
+        )
+        Account.objects.filter(pk=self.account.pk).update(modseq=self.modseq)
+        self.account.modseq = self.modseq
+        states = {name: encode_state(value) for name, value in self.touched_types().items()}
+        account_pk = self.account.pk
+        transaction.on_commit(lambda: events.publish_state_change(account_pk, states))
+        self._pending.clear()
+
+
+_active: contextvars.ContextVar[dict[int, ChangeSet] | None] = contextvars.ContextVar("active_changes", default=None)
+
+
+@contextmanager
+def account_changes(account_pk: int) -> Iterator[ChangeSet]:
+    """A transaction that writes to one account; nested use joins the outer one."""
+    with accounts_changes([account_pk]) as sets:
+        yield sets[account_pk]
+
+
+@contextmanager
+def accounts_changes(account_pks: Iterable[int]) -> Iterator[dict[int, ChangeSet]]:
+    """A transaction writing to several accounts, locked in ascending id order (no deadlocks)."""
+    wanted = sorted(set(account_pks))
+    active = _active.get()
+    outer = active is not None
+    if active is None:
+        active = {}
+    with transaction.atomic():
+        missing = [pk for pk in wanted if pk not in active]
+        token = None
+        if missing:
+            locked = Account.objects.select_for_update().filter(pk__in=missing).order_by("pk")
+            opened = {account.pk: ChangeSet(account) for account in locked}
+            if len(opened) != len(missing):
+                raise Account.DoesNotExist("account vanished")
+            active = {**active, **opened}
+            token = _active.set(active)
+        elif not outer:
+            token = _active.set(active)
+        try:
+            yield {pk: active[pk] for pk in wanted}
+            for pk in missing:
+                active[pk]._flush()
+        finally:
+            if token is not None:
+                _active.reset(token)
+
+
+def encode_state(modseq: int) -> str:
+    return str(modseq)
+
+
+def decode_state(state: object) -> int | None:
+    if not isinstance(state, str) or not state.isdigit() or len(state) > 19:
+        return None
+    if len(state) > 1 and state[0] == "0":
+        return None
+    return int(state)
+
+
+def type_state(account: Account, type_name: str) -> str:
+    """The current state of one type in an account: one index lookup."""
+    top = ObjectChange.objects.filter(account_id=account.pk, type_name=type_name).aggregate(top=Max("modseq"))["top"]
+    return encode_state(max(top or 0, account.purged_modseq))
+
+
+def changes_since(account: Account, type_name: str, since: int, limit: int | None) -> list[ObjectChange]:
+    """The objects of a type changed after ``since``, oldest change first (one range scan)."""
+    query = ObjectChange.objects.filter(account_id=account.pk, type_name=type_name, modseq__gt=since).order_by("modseq")
+    query = query.only("object_id", "created_modseq", "modseq", "destroyed")
+    if limit is not None:
+        query = query[:limit]
+    return list(query)
+
+
+def purge_tombstones(*, older_than) -> int:
+    """Forget destroyed objects changed before ``older_than``; raise each account's floor."""
+    purged = 0
+    with transaction.atomic():
+        tops = (
+            ObjectChange.objects.filter(destroyed=True, changed__lt=older_than)
+            .values("account_id")
+            .annotate(top=Max("modseq"))
+        )
+        for row in tops:
+            account = Account.objects.select_for_update().get(pk=row["account_id"])
+            if row["top"] > account.purged_modseq:
+                Account.objects.filter(pk=account.pk).update(purged_modseq=row["top"])
+            purged += ObjectChange.objects.filter(
+                account_id=account.pk, destroyed=True, modseq__lte=row["top"]
+            ).delete()[0]
+    return purged

@@ -1,0 +1,13 @@
+from django.contrib import admin
+from django.urls import include, path
+
+from jmap import views as jmap_views
+
+urlpatterns = [
+    path(".well-known/jmap", jmap_views.session_view, name="jmap-well-known"),
+    path("jmap/session", jmap_views.session_view, name="jmap-session"),
+    path("jmap/api/", jmap_views.api_view, name="jmap-api"),
+    path("jmap/", include("jmap.blob_urls")),
+    path("admin/", admin.site.urls),
+    path("", include("webmail.urls")),
+]

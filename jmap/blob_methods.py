@@ -1,0 +1,1 @@
+"""Blob/copy (RFC 8620 §6.3) — placeholder."""

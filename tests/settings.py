@@ -1,0 +1,14 @@
+"""Test settings: the real settings plus a test-only JMAP data type and a fast hasher."""
+
+import os
+import tempfile
+
+os.environ.setdefault("DATA_DIR", tempfile.mkdtemp(prefix="groupware-test-"))
+os.environ.setdefault("FAST_PASSWORD_HASHER", "true")
+
+from groupware.settings import *  # noqa: E402,F403
+from groupware.settings import INSTALLED_APPS, JMAP_METHOD_MODULES  # noqa: E402
+
+# A small data type ("Note") used only to test the generic standard methods.
+INSTALLED_APPS = [*INSTALLED_APPS, "tests.jmaptest"]
+JMAP_METHOD_MODULES = [*JMAP_METHOD_MODULES, "tests.jmaptest.methods"]
