@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.contrib.auth.base_user import AbstractBaseUser, BaseUserManager
 from django.contrib.auth.models import PermissionsMixin
 from django.db import models
+from django.db.models.functions import Upper
 from django.utils import timezone
 
 
@@ -47,6 +48,17 @@ class User(AbstractBaseUser, PermissionsMixin):
 
     class Meta:
         ordering = ["email"]
+        constraints = [
+            # Logins match the email case-insensitively (``email__iexact``), so two users
+            # differing only in case would make a login ambiguous. Upper() is the same
+            # expression Django's iexact uses on PostgreSQL, so this unique index also serves
+            # the login lookup instead of a sequential scan.
+            models.UniqueConstraint(
+                Upper("email"),
+                name="accounts_user_email_ci_unique",
+                violation_error_message="A user with this email address already exists.",
+            ),
+        ]
 
     def __str__(self) -> str:
         return self.email

@@ -1,21 +1,40 @@
-"""Services that own writes to users, accounts and credentials."""
+"""Services that own writes to users, accounts, domains, aliases and credentials."""
 
 from __future__ import annotations
 
-from django.db import transaction
+from collections.abc import Callable
+from datetime import datetime
 
-from accounts.models import Account, User
+from django.core.exceptions import ValidationError
+from django.core.validators import DomainNameValidator, EmailValidator
+from django.db import transaction
+from django.utils import timezone
+
+from accounts.credentials import (
+    API_TOKEN_PREFIX_LENGTH,
+    api_token_generate,
+    app_password_canonical,
+    app_password_generate,
+    secret_digest,
+)
+from accounts.models import Account, Alias, ApiToken, AppPassword, Domain, User
 from jmap.context import AccountAccess
 
 # Called with the new user's personal Account inside the creating transaction, so later
 # data types (mail, contacts...) can provision their defaults (e.g. the standard mailboxes).
-ACCOUNT_PROVISIONERS: list = []
+ACCOUNT_PROVISIONERS: list[Callable[[Account], object]] = []
+
+
+# --- Users -------------------------------------------------------------------------------
 
 
 def user_create(
     *, email: str, password: str | None = None, name: str = "", is_staff: bool = False, is_superuser: bool = False
 ) -> User:
-    """Create a user with their personal JMAP account."""
+    """Create a user with their personal JMAP account.
+
+    Raises ValidationError for an invalid address or one already taken (in any letter case).
+    """
     email = User.objects.normalize_email(email.strip())
     with transaction.atomic():
         user = User(email=email, name=name, is_staff=is_staff, is_superuser=is_superuser)
@@ -31,6 +50,34 @@ def user_create(
     return user
 
 
+def user_set_password(*, user: User, password: str | None) -> None:
+    """Set (or, with None, remove) the account password.
+
+    Remembered Basic credentials are checked against the stored hash on every use
+    (accounts.auth), so the old password stops working at once, in every process. App
+    passwords and tokens are separate credentials and stay valid.
+    """
+    with transaction.atomic():
+        if password:
+            user.set_password(password)
+        else:
+            user.set_unusable_password()
+        user.save(update_fields=["password"])
+
+
+def user_disable(*, user: User) -> None:
+    """Stop the user from logging in by any means; their data is kept."""
+    with transaction.atomic():
+        user.is_active = False
+        user.save(update_fields=["is_active"])
+
+
+def user_enable(*, user: User) -> None:
+    with transaction.atomic():
+        user.is_active = True
+        user.save(update_fields=["is_active"])
+
+
 def accessible_accounts(user: User) -> list[AccountAccess]:
     """Every account the user may see, with their rights; other accounts don't exist to them."""
     return [AccountAccess(account=account, is_read_only=False) for account in Account.objects.filter(owner=user)]
@@ -38,3 +85,114 @@ def accessible_accounts(user: User) -> list[AccountAccess]:
 
 def primary_account(user: User) -> Account | None:
     return Account.objects.filter(owner=user, is_personal=True).order_by("pk").first()
+
+
+# --- Credentials -------------------------------------------------------------------------
+
+
+def app_password_create(*, user: User, name: str) -> tuple[AppPassword, str]:
+    """A new app password for one client; the plaintext is returned once and never stored."""
+    plaintext = app_password_generate()
+    canonical = app_password_canonical(plaintext)
+    assert canonical is not None  # generated in the canonical shape
+    with transaction.atomic():
+        app_password = AppPassword(user=user, name=name.strip(), digest=secret_digest(canonical))
+        app_password.full_clean(exclude=["user"])
+        app_password.save()
+    return app_password, plaintext
+
+
+def app_password_revoke(*, app_password: AppPassword) -> None:
+    """Stop an app password from working; the row stays so the admin shows when and what."""
+    with transaction.atomic():
+        if app_password.revoked is None:
+            app_password.revoked = timezone.now()
+            app_password.save(update_fields=["revoked"])
+
+
+def api_token_create(*, user: User, name: str, expires: datetime | None = None) -> tuple[ApiToken, str]:
+    """A new Bearer token (RFC 6750); the plaintext is returned once and never stored."""
+    if expires is not None and expires <= timezone.now():
+        raise ValidationError({"expires": "The expiry must be in the future."})
+    plaintext = api_token_generate()
+    with transaction.atomic():
+        token = ApiToken(
+            user=user,
+            name=name.strip(),
+            digest=secret_digest(plaintext),
+            prefix=plaintext[:API_TOKEN_PREFIX_LENGTH],
+            expires=expires,
+        )
+        token.full_clean(exclude=["user"])
+        token.save()
+    return token, plaintext
+
+
+def api_token_revoke(*, api_token: ApiToken) -> None:
+    with transaction.atomic():
+        if api_token.revoked is None:
+            api_token.revoked = timezone.now()
+            api_token.save(update_fields=["revoked"])
+
+
+# --- Domains and aliases -----------------------------------------------------------------
+
+
+def domain_normalize(name: str) -> str:
+    """Domains compare case-insensitively (RFC 4343); a trailing root dot is dropped."""
+    return name.strip().rstrip(".").lower()
+
+
+def domain_check(name: str) -> str:
+    """The stored form of a domain name, checked; raises ValidationError."""
+    name = domain_normalize(name)
+    try:
+        DomainNameValidator()(name)
+    except ValidationError:
+        raise ValidationError({"name": "Enter a valid domain name."})
+    return name
+
+
+def domain_create(*, name: str, is_active: bool = True) -> Domain:
+    name = domain_check(name)
+    with transaction.atomic():
+        domain = Domain(name=name, is_active=is_active)
+        domain.full_clean()
+        domain.save()
+    return domain
+
+
+def alias_normalize(address: str) -> str:
+    """The stored form of an alias address, checked; raises ValidationError.
+
+    The domain must be one this server knows (a Domain), and the address must not be a
+    user's own login, which already delivers to that user.
+    """
+    address = address.strip()
+    local, at, domain_part = address.rpartition("@")
+    if not at or not domain_part:
+        raise ValidationError({"address": "Enter an address like name@example.com, or @example.com for all."})
+    domain_name = domain_normalize(domain_part)
+    # Local parts are matched case-insensitively in practice (RFC 5321 §2.4 leaves it to the
+    # receiving server), so aliases are stored in lower case and compare exactly.
+    address = f"{local.lower()}@{domain_name}"
+    if local:
+        try:
+            EmailValidator()(address)
+        except ValidationError:
+            raise ValidationError({"address": "Enter a valid email address."})
+    if not Domain.objects.filter(name=domain_name).exists():
+        raise ValidationError({"address": f"{domain_name} is not a domain of this server."})
+    if local and User.objects.filter(email__iexact=address).exists():
+        raise ValidationError({"address": "This address is a user's own address."})
+    return address
+
+
+def alias_create(*, user: User, address: str) -> Alias:
+    """Deliver mail for ``address`` to ``user``; ``@domain`` catches every unknown local part."""
+    address = alias_normalize(address)
+    with transaction.atomic():
+        alias = Alias(user=user, address=address)
+        alias.full_clean(exclude=["user"])
+        alias.save()
+    return alias

@@ -140,7 +140,7 @@ JMAP = {
     "maxCallsInRequest": env_int("JMAP_MAX_CALLS_IN_REQUEST", 64, minimum=1),
     "maxObjectsInGet": env_int("JMAP_MAX_OBJECTS_IN_GET", 1000, minimum=1),
     "maxObjectsInSet": env_int("JMAP_MAX_OBJECTS_IN_SET", 1000, minimum=1),
-    "collationAlgorithms": ["i;ascii-numeric", "i;ascii-casemap", "i;unicode-casemap"],
+    "collationAlgorithms": ["i;ascii-numeric", "i;ascii-casemap", "i;unicode-casemap", "i;octet"],
 }
 # Tombstones and changes older than this many seconds may be purged; /changes from a state
 # older than the purge horizon answers cannotCalculateChanges.

@@ -9,5 +9,6 @@ urlpatterns = [
     path("jmap/api/", jmap_views.api_view, name="jmap-api"),
     path("jmap/", include("jmap.blob_urls")),
     path("admin/", admin.site.urls),
+    path("bench/", include("groupware.bench_views")),  # empty unless BENCH_VIEWS=1
     path("", include("webmail.urls")),
 ]

@@ -54,6 +54,17 @@ class ChangeSet:
         self._pending[key] = _Pending(self.modseq, created, change is Change.DESTROYED)
         return self.modseq
 
+    @contextmanager
+    def savepoint(self) -> Iterator[None]:
+        """A nested transaction whose recorded changes are forgotten if it fails."""
+        pending, modseq = dict(self._pending), self.modseq
+        try:
+            with transaction.atomic():
+                yield
+        except BaseException:
+            self._pending, self.modseq = pending, modseq
+            raise
+
     def touched_types(self) -> dict[str, int]:
         states: dict[str, int] = {}
         for (type_name, _), pending in self._pending.items():

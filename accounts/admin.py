@@ -1,0 +1,388 @@
+"""Django admin for users, domains, aliases, credentials and JMAP accounts.
+
+Creating anything goes through accounts.services (a user gets their JMAP account, a
+credential gets a generated secret shown once). Saving a changed row in the admin only
+touches plain attributes (names, flags) that no service adds behaviour to.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.contrib import admin, messages
+from django.contrib.auth import password_validation
+from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
+from django.contrib.auth.forms import UserChangeForm as DjangoUserChangeForm
+from django.core.exceptions import ValidationError
+from django.db.models import Model, QuerySet
+from django.http import HttpRequest
+from django.utils import timezone
+from django.utils.html import format_html
+
+from accounts import services
+from accounts.models import Account, Alias, ApiToken, AppPassword, Domain, User
+
+# --- Shared helpers ------------------------------------------------------------------------
+
+
+class CreatedByServiceAdmin(admin.ModelAdmin):
+    """An admin whose add form creates the object through a service.
+
+    ``create()`` returns the saved object; it is what the admin then logs and links to.
+    """
+
+    def create(self, request: HttpRequest, form: forms.ModelForm) -> Model:
+        raise NotImplementedError
+
+    def save_form(self, request: HttpRequest, form: forms.ModelForm, change: bool) -> Any:
+        if change:
+            return super().save_form(request, form, change)
+        return self.create(request, form)
+
+    def save_model(self, request: HttpRequest, obj: Any, form: forms.ModelForm, change: bool) -> None:
+        if change:
+            super().save_model(request, obj, form, change)
+
+    def save_related(self, request: HttpRequest, form: forms.ModelForm, formsets: Any, change: bool) -> None:
+        if change:
+            super().save_related(request, form, formsets, change)
+
+
+def show_secret_once(request: HttpRequest, what: str, owner: User, plaintext: str) -> None:
+    messages.warning(
+        request,
+        format_html(
+            "{} for {}: <code>{}</code> — copy it now, it is not stored and will not be shown again.",
+            what,
+            owner,
+            plaintext,
+        ),
+    )
+
+
+class CredentialStatusFilter(admin.SimpleListFilter):
+    title = "status"
+    parameter_name = "status"
+
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
+        choices = [("active", "Active"), ("revoked", "Revoked")]
+        if model_admin.model is ApiToken:
+            choices.insert(1, ("expired", "Expired"))
+        return choices
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+        now = timezone.now()
+        expiring = queryset.model is ApiToken
+        if self.value() == "active":
+            queryset = queryset.filter(revoked__isnull=True)
+            if expiring:
+                queryset = queryset.exclude(expires__lte=now)
+        elif self.value() == "expired":
+            queryset = queryset.filter(revoked__isnull=True, expires__lte=now)
+        elif self.value() == "revoked":
+            queryset = queryset.filter(revoked__isnull=False)
+        return queryset
+
+
+# --- Users ---------------------------------------------------------------------------------
+
+
+class UserChangeForm(DjangoUserChangeForm):
+    class Meta:
+        model = User
+        fields = "__all__"
+
+
+class UserAddForm(forms.ModelForm):
+    """Creates the user with ``user_create``, so they get their JMAP account."""
+
+    password1 = forms.CharField(
+        label="Password",
+        strip=False,
+        required=False,
+        widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}),
+        help_text="Leave both empty for a user who signs in only with app passwords or tokens.",
+    )
+    password2 = forms.CharField(
+        label="Password confirmation",
+        strip=False,
+        required=False,
+        widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}),
+    )
+
+    class Meta:
+        model = User
+        fields = ("email", "name", "is_staff", "is_superuser")
+
+    def clean_password2(self) -> str:
+        password1 = self.cleaned_data.get("password1") or ""
+        password2 = self.cleaned_data.get("password2") or ""
+        if password1 != password2:
+            raise ValidationError("The two password fields didn’t match.", code="password_mismatch")
+        return password2
+
+    def _post_clean(self) -> None:
+        super()._post_clean()
+        password = self.cleaned_data.get("password2")
+        if password:
+            try:
+                password_validation.validate_password(password, self.instance)
+            except ValidationError as error:
+                self.add_error("password2", error)
+
+    def save(self, commit: bool = True) -> User:
+        # A user can't exist without their account, so this saves whatever ``commit`` says.
+        data = self.cleaned_data
+        self.instance = services.user_create(
+            email=data["email"],
+            password=data.get("password2") or None,
+            name=data.get("name", ""),
+            is_staff=data.get("is_staff", False),
+            is_superuser=data.get("is_superuser", False),
+        )
+        return self.instance
+
+    def save_m2m(self) -> None:
+        pass  # no many-to-many fields on this form
+
+
+@admin.register(User)
+class UserAdmin(DjangoUserAdmin):
+    form = UserChangeForm
+    add_form = UserAddForm
+    fieldsets = (
+        (None, {"fields": ("email", "password")}),
+        ("Personal info", {"fields": ("name",)}),
+        ("Permissions", {"fields": ("is_active", "is_staff", "is_superuser", "groups", "user_permissions")}),
+        ("Important dates", {"fields": ("last_login", "date_joined")}),
+        ("JMAP", {"fields": ("session_generation",)}),
+    )
+    add_fieldsets = (
+        (
+            None,
+            {
+                "classes": ("wide",),
+                "fields": ("email", "name", "password1", "password2", "is_staff", "is_superuser"),
+            },
+        ),
+    )
+    readonly_fields = ("last_login", "date_joined", "session_generation")
+    list_display = ("email", "name", "is_active", "is_staff", "date_joined", "last_login")
+    list_filter = ("is_active", "is_staff", "is_superuser", "groups")
+    search_fields = ("email", "name")
+    ordering = ("email",)
+    actions = ("disable_users", "enable_users")
+
+    def save_form(self, request: HttpRequest, form: forms.ModelForm, change: bool) -> Any:
+        if change:
+            return super().save_form(request, form, change)
+        return form.save()
+
+    def save_model(self, request: HttpRequest, obj: Any, form: forms.ModelForm, change: bool) -> None:
+        if change:  # when adding, UserAddForm.save() has created the user already
+            super().save_model(request, obj, form, change)
+
+    @admin.action(description="Disable selected users", permissions=["change"])
+    def disable_users(self, request: HttpRequest, queryset: QuerySet[User]) -> None:
+        for user in queryset:
+            services.user_disable(user=user)
+        self.message_user(request, f"Disabled {len(queryset)} user(s).")
+
+    @admin.action(description="Enable selected users", permissions=["change"])
+    def enable_users(self, request: HttpRequest, queryset: QuerySet[User]) -> None:
+        for user in queryset:
+            services.user_enable(user=user)
+        self.message_user(request, f"Enabled {len(queryset)} user(s).")
+
+
+# --- Domains and aliases -------------------------------------------------------------------
+
+
+class DomainForm(forms.ModelForm):
+    class Meta:
+        model = Domain
+        fields = ("name", "is_active")
+
+    def clean_name(self) -> str:
+        try:
+            return services.domain_check(self.cleaned_data["name"])
+        except ValidationError as error:
+            raise ValidationError(error.message_dict.get("name", error.messages))
+
+
+@admin.register(Domain)
+class DomainAdmin(CreatedByServiceAdmin):
+    form = DomainForm
+    list_display = ("name", "is_active", "created")
+    list_filter = ("is_active",)
+    search_fields = ("name",)
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Domain | None = None) -> tuple[str, ...]:
+        # Renaming would silently move every alias of the domain; add a new one instead.
+        return ("name", "created") if obj is not None else ()
+
+    def create(self, request: HttpRequest, form: forms.ModelForm) -> Domain:
+        return services.domain_create(name=form.cleaned_data["name"], is_active=form.cleaned_data["is_active"])
+
+
+class AliasAddForm(forms.ModelForm):
+    class Meta:
+        model = Alias
+        fields = ("address", "user")
+
+    def clean_address(self) -> str:
+        try:
+            return services.alias_normalize(self.cleaned_data["address"])
+        except ValidationError as error:
+            raise ValidationError(error.message_dict.get("address", error.messages))
+
+
+class CatchAllFilter(admin.SimpleListFilter):
+    title = "kind"
+    parameter_name = "kind"
+
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
+        return [("catchall", "Catch-all (@domain)"), ("address", "Single address")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+        if self.value() == "catchall":
+            return queryset.filter(address__startswith="@")
+        if self.value() == "address":
+            return queryset.exclude(address__startswith="@")
+        return queryset
+
+
+@admin.register(Alias)
+class AliasAdmin(CreatedByServiceAdmin):
+    list_display = ("address", "user", "created")
+    list_filter = (CatchAllFilter,)
+    list_select_related = ("user",)
+    search_fields = ("address", "user__email")
+    autocomplete_fields = ("user",)
+
+    def get_form(self, request: HttpRequest, obj: Alias | None = None, change: bool = False, **kwargs: Any) -> Any:
+        if obj is None:
+            kwargs["form"] = AliasAddForm
+        return super().get_form(request, obj, change=change, **kwargs)
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Alias | None = None) -> tuple[str, ...]:
+        # The address was checked against the domains when created; only the target may change.
+        return ("address", "created") if obj is not None else ()
+
+    def get_fields(self, request: HttpRequest, obj: Alias | None = None) -> tuple[str, ...]:
+        return ("address", "user", "created") if obj is not None else ("address", "user")
+
+    def create(self, request: HttpRequest, form: forms.ModelForm) -> Alias:
+        return services.alias_create(user=form.cleaned_data["user"], address=form.cleaned_data["address"])
+
+
+# --- Credentials ---------------------------------------------------------------------------
+
+
+@admin.register(AppPassword)
+class AppPasswordAdmin(CreatedByServiceAdmin):
+    list_display = ("name", "user", "created", "last_used", "revoked")
+    list_filter = (CredentialStatusFilter,)
+    list_select_related = ("user",)
+    search_fields = ("name", "user__email")
+    autocomplete_fields = ("user",)
+    actions = ("revoke",)
+
+    def get_fields(self, request: HttpRequest, obj: AppPassword | None = None) -> tuple[str, ...]:
+        if obj is None:
+            return ("user", "name")
+        return ("user", "name", "created", "last_used", "revoked")
+
+    def get_readonly_fields(self, request: HttpRequest, obj: AppPassword | None = None) -> tuple[str, ...]:
+        return ("user", "created", "last_used", "revoked") if obj is not None else ()
+
+    def create(self, request: HttpRequest, form: forms.ModelForm) -> AppPassword:
+        app_password, plaintext = services.app_password_create(
+            user=form.cleaned_data["user"], name=form.cleaned_data["name"]
+        )
+        show_secret_once(request, "App password", app_password.user, plaintext)
+        return app_password
+
+    @admin.action(description="Revoke selected app passwords", permissions=["change"])
+    def revoke(self, request: HttpRequest, queryset: QuerySet[AppPassword]) -> None:
+        for app_password in queryset:
+            services.app_password_revoke(app_password=app_password)
+        self.message_user(request, f"Revoked {len(queryset)} app password(s).")
+
+
+class ApiTokenAddForm(forms.ModelForm):
+    class Meta:
+        model = ApiToken
+        fields = ("user", "name", "expires")
+
+    def clean_expires(self) -> Any:
+        expires = self.cleaned_data.get("expires")
+        if expires is not None and expires <= timezone.now():
+            raise ValidationError("The expiry must be in the future.")
+        return expires
+
+
+@admin.register(ApiToken)
+class ApiTokenAdmin(CreatedByServiceAdmin):
+    list_display = ("name", "user", "prefix", "created", "expires", "last_used", "revoked")
+    list_filter = (CredentialStatusFilter,)
+    list_select_related = ("user",)
+    search_fields = ("name", "prefix", "user__email")
+    autocomplete_fields = ("user",)
+    actions = ("revoke",)
+
+    def get_form(self, request: HttpRequest, obj: ApiToken | None = None, change: bool = False, **kwargs: Any) -> Any:
+        if obj is None:
+            kwargs["form"] = ApiTokenAddForm
+        return super().get_form(request, obj, change=change, **kwargs)
+
+    def get_fields(self, request: HttpRequest, obj: ApiToken | None = None) -> tuple[str, ...]:
+        if obj is None:
+            return ("user", "name", "expires")
+        return ("user", "name", "prefix", "created", "expires", "last_used", "revoked")
+
+    def get_readonly_fields(self, request: HttpRequest, obj: ApiToken | None = None) -> tuple[str, ...]:
+        # The expiry is part of what was granted; to change it, issue a new token.
+        return ("user", "prefix", "created", "expires", "last_used", "revoked") if obj is not None else ()
+
+    def create(self, request: HttpRequest, form: forms.ModelForm) -> ApiToken:
+        token, plaintext = services.api_token_create(
+            user=form.cleaned_data["user"], name=form.cleaned_data["name"], expires=form.cleaned_data["expires"]
+        )
+        show_secret_once(request, "API token", token.user, plaintext)
+        return token
+
+    @admin.action(description="Revoke selected tokens", permissions=["change"])
+    def revoke(self, request: HttpRequest, queryset: QuerySet[ApiToken]) -> None:
+        for token in queryset:
+            services.api_token_revoke(api_token=token)
+        self.message_user(request, f"Revoked {len(queryset)} token(s).")
+
+
+# --- JMAP accounts -------------------------------------------------------------------------
+
+
+@admin.register(Account)
+class AccountAdmin(admin.ModelAdmin):
+    list_display = ("name", "jmap_id", "owner", "is_personal", "modseq", "created")
+    list_filter = ("is_personal",)
+    list_select_related = ("owner",)
+    search_fields = ("name", "owner__email")
+    # modseq is the change counter every write bumps (groupware.core.changes); editing it
+    # by hand would break every client's sync.
+    readonly_fields = ("owner", "is_personal", "jmap_id", "modseq", "purged_modseq", "created")
+    fields = ("name", "owner", "is_personal", "jmap_id", "modseq", "purged_modseq", "created")
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        # A personal account is created with its user (services.user_create), which also
+        # runs the data types' provisioners.
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Account | None = None) -> bool:
+        # Deleting an account deletes its data; delete the user instead.
+        return False
+
+    @admin.display(description="JMAP id")
+    def jmap_id(self, obj: Account) -> str:
+        return obj.jmap_id

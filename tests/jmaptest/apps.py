@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class JmapTestConfig(AppConfig):
+    name = "tests.jmaptest"
+    label = "jmaptest"
