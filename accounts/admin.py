@@ -119,7 +119,7 @@ class UserAddForm(forms.ModelForm):
         password1 = self.cleaned_data.get("password1") or ""
         password2 = self.cleaned_data.get("password2") or ""
         if password1 != password2:
-            raise ValidationError("The two password fields didn’t match.", code="password_mismatch")
+            raise ValidationError("The two password fields did not match.", code="password_mismatch")
         return password2
 
     def _post_clean(self) -> None:

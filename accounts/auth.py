@@ -174,9 +174,11 @@ def client_address(request: HttpRequest | None) -> str | None:
         address = ipaddress.ip_address(raw)
     except ValueError:
         return raw
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is None:
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:  # ::ffff:a.b.c.d is an IPv4 client
+            return str(address.ipv4_mapped)
         return str(ipaddress.IPv6Network((address, 64), strict=False))
-    return str(address.ipv4_mapped or address)
+    return str(address)
 
 
 class FailureLimiter:

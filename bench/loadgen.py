@@ -103,7 +103,7 @@ async def client(host: str, port: int, request: bytes, deadline: float, stats: S
 def percentile(sorted_values: list[int], fraction: float) -> int:
     if not sorted_values:
         return 0
-    index = min(len(sorted_values) - 1, int(round(fraction * (len(sorted_values) - 1))))
+    index = min(len(sorted_values) - 1, round(fraction * (len(sorted_values) - 1)))
     return sorted_values[index]
 
 

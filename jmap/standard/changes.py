@@ -19,25 +19,47 @@ CHANGES_ARGS = (
 
 def since_modseq(account: Any, datatype: DataType, state: str) -> tuple[int, str]:
     """The modseq behind a state string and the type's current state (or cannotCalculateChanges)."""
-    since = decode_state(state)
+    origin, since, current_state = _parse_since(account, datatype, state)
+    if origin != since:
+        raise MethodError("cannotCalculateChanges", "an intermediate /changes state is not a query state")
+    return since, current_state
+
+
+def _parse_since(account: Any, datatype: DataType, state: str) -> tuple[int, int, str]:
+    """(origin, since, current state) of a state string.
+
+    An intermediate state (after hasMoreChanges) is "origin-since": the client has seen
+    every change up to ``since``, but it started from ``origin``, so a record created
+    after ``origin`` is still reported as created, never as updated (RFC 8620 §5.2).
+    """
+    origin_text, _, since_text = state.partition("-")
+    origin = decode_state(origin_text)
+    since = decode_state(since_text) if since_text else origin
     current_state = type_state(account, datatype.name)
     current = decode_state(current_state)
-    if since is None or current is None or since > current or since < account.purged_modseq:
+    if (
+        origin is None
+        or since is None
+        or current is None
+        or not origin <= since <= current
+        or (since_text and origin == since)
+        or origin < account.purged_modseq
+    ):
         raise MethodError("cannotCalculateChanges", "the state is unknown or too old; resynchronise")
-    return since, current_state
+    return origin, since, current_state
 
 
 def standard_changes(datatype: DataType, call: CallContext, arguments: dict[str, Any]) -> dict[str, Any]:
     parsed = a.parse(CHANGES_ARGS, arguments)
     account = call.account(parsed["accountId"])
-    since, current_state = since_modseq(account, datatype, parsed["sinceState"])
+    origin, since, current_state = _parse_since(account, datatype, parsed["sinceState"])
     limit = min(parsed["maxChanges"] or datatype.max_changes, datatype.max_changes)
     rows = changes_since(account, datatype.name, since, limit + 1)
     has_more = len(rows) > limit
     if has_more:
         rows = rows[:limit]
         # Every object has its own modseq, so cutting after a row is an exact state.
-        new_state = encode_state(rows[-1].modseq)
+        new_state = f"{encode_state(origin)}-{encode_state(rows[-1].modseq)}"
     else:
         # A change committed between the two reads is already in rows: never report a
         # newState older than what was returned.
@@ -47,7 +69,7 @@ def standard_changes(datatype: DataType, call: CallContext, arguments: dict[str,
     updated: list[str] = []
     destroyed: list[str] = []
     for row in rows:
-        is_new = row.created_modseq > since
+        is_new = row.created_modseq > origin
         if row.destroyed:
             if not is_new:  # created and destroyed since: omitted (RFC 8620 §5.2)
                 destroyed.append(row.object_id)

@@ -1,0 +1,403 @@
+"""Binary data (RFC 8620 §6): a content-addressed blob store over Django's storage API.
+
+Content is stored once per distinct SHA-256 digest, under ``ab/cd/<sha256>`` in
+``storages["blobs"]`` (a local directory or S3). A ``Blob`` row records that the content
+exists; an ``AccountBlob`` row makes it visible in one account. The JMAP blob id is
+``"b" + sha256`` (RFC 8620 §6: the id represents the raw bytes only, never a name or a
+type), so identical uploads get the same id (§6.1 allows returning the existing blobId).
+
+Every lookup is scoped to an account: a blob of another account is indistinguishable
+from one that does not exist.
+
+Lifetime. ``AccountBlob.refcount`` counts the objects of the account that reference the
+blob; data types call ``blob_pin``/``blob_unpin`` as their objects start and stop
+referencing one. ``AccountBlob.created`` is when the row last became unreferenced (upload,
+copy, re-upload, or its last reference going away): ``blob_gc`` removes unreferenced rows
+older than ``BLOB_UNREFERENCED_TTL``, then content no account can see.
+
+Concurrency. All row changes for one digest are serialised on its ``Blob`` row lock:
+uploads, copies and the garbage collector take it, and the collector deletes a file only
+while holding it, after deleting the row. An upload that waited for that lock re-creates
+the row, finds the file gone and writes it again, so a racing upload never ends up
+referencing a deleted file. The (possibly long) first write of a file happens before the
+transaction, so SQLite's database-wide write lock is not held during the copy.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+import re
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import IO, Protocol
+
+from django.conf import settings
+from django.core.files import File
+from django.core.files.storage import Storage, storages
+from django.db import transaction
+from django.db.models import Case, Exists, F, OuterRef, Value, When
+from django.utils import timezone
+
+from accounts.models import Account
+from groupware.core.models import AccountBlob, Blob
+
+logger = logging.getLogger("groupware.blobs")
+
+BLOB_ID_PREFIX = "b"
+DEFAULT_TYPE = "application/octet-stream"
+# Read and write in chunks this big; keep uploads up to SPOOL_IN_MEMORY in memory, larger
+# ones go to a temporary file while they are hashed.
+CHUNK_SIZE = 64 * 1024
+SPOOL_IN_MEMORY = 1024 * 1024
+GC_BATCH_SIZE = 500
+
+_SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
+
+
+class Readable(Protocol):
+    def read(self, size: int = ..., /) -> bytes: ...
+
+
+class BlobTooLarge(Exception):
+    """The content is larger than the size allowed for it (e.g. ``maxSizeUpload``)."""
+
+    def __init__(self, max_size: int) -> None:
+        super().__init__(f"The blob is larger than the maximum of {max_size} octets.")
+        self.max_size = max_size
+
+
+class BlobNotFound(LookupError):
+    """No such blob in this account (also for blobs that exist only in other accounts)."""
+
+    def __init__(self, blob_id: object) -> None:
+        super().__init__(f"blob {blob_id!r} not found")
+        self.blob_id = blob_id
+
+
+@dataclass
+class OpenBlob:
+    """An open blob; the caller closes ``file`` (or uses the object as a context manager)."""
+
+    blob_id: str
+    sha256: str
+    size: int
+    type: str
+    file: File
+
+    def close(self) -> None:
+        self.file.close()
+
+    def __enter__(self) -> OpenBlob:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+@dataclass(frozen=True)
+class BlobGcResult:
+    account_blobs: int  # unreferenced AccountBlob rows removed
+    blobs: int  # Blob rows (and their files) removed
+
+
+def blob_id(sha256: str) -> str:
+    """The JMAP id of content with this SHA-256 digest (hex)."""
+    return BLOB_ID_PREFIX + sha256
+
+
+def parse_blob_id(value: object) -> str | None:
+    """The SHA-256 digest behind a blob id, or None for anything that isn't one of ours."""
+    if not isinstance(value, str) or not value.startswith(BLOB_ID_PREFIX):
+        return None
+    digest = value[len(BLOB_ID_PREFIX) :]
+    return digest if _SHA256_HEX.match(digest) else None
+
+
+def storage_name(sha256: str) -> str:
+    # Two levels of fan-out keep directories small on file systems (65536 buckets).
+    return f"{sha256[:2]}/{sha256[2:4]}/{sha256}"
+
+
+def blob_storage() -> Storage:
+    return storages["blobs"]
+
+
+# -- Selectors --------------------------------------------------------------------------
+
+
+def blob_find(account: Account, blob_id: object) -> AccountBlob | None:
+    """The account's row for a blob id (with its ``blob``), or None if it can't see it."""
+    sha256 = parse_blob_id(blob_id)
+    if sha256 is None:
+        return None
+    return AccountBlob.objects.select_related("blob").filter(account_id=account.pk, blob_id=sha256).first()
+
+
+def blob_open(account: Account, blob_id: object) -> OpenBlob | None:
+    """Open a blob visible in the account for reading, or None (missing or foreign alike)."""
+    account_blob = blob_find(account, blob_id)
+    if account_blob is None:
+        return None
+    sha256 = account_blob.blob_id
+    try:
+        handle = blob_storage().open(storage_name(sha256), "rb")
+    except OSError:
+        # A row without its file is a bug or lost storage, not the client's fault; to the
+        # client it is simply not there.
+        logger.error("blob %s is recorded but its file is missing", sha256)
+        return None
+    return OpenBlob(
+        blob_id=BLOB_ID_PREFIX + sha256,  # (the argument shadows blob_id())
+        sha256=sha256,
+        size=account_blob.blob.size,
+        type=account_blob.type,
+        file=handle,
+    )
+
+
+def blob_read(account: Account, blob_id: object) -> bytes | None:
+    """The whole content of a blob visible in the account, or None. For small blobs."""
+    opened = blob_open(account, blob_id)
+    if opened is None:
+        return None
+    with opened:
+        return opened.file.read()
+
+
+# -- Services ---------------------------------------------------------------------------
+
+
+def blob_store(
+    *, account: Account, stream_or_bytes: bytes | Readable, type: str, max_size: int | None = None
+) -> AccountBlob:
+    """Store content in an account and return its row (with ``blob`` loaded).
+
+    ``stream_or_bytes`` is read in chunks up to ``max_size`` octets (default: the JMAP
+    ``maxSizeUpload``); more raises ``BlobTooLarge`` without storing anything. Content
+    that is already stored is not written again. Storing content the account already has
+    returns the existing row with ``type`` updated and, if unreferenced, its expiry reset
+    (RFC 8620 §6: re-uploading "SHOULD reset the expiry time").
+    """
+    limit = settings.JMAP["maxSizeUpload"] if max_size is None else max_size
+    with _spooled(stream_or_bytes, limit) as (spool, sha256, size):
+        name = storage_name(sha256)
+        _ensure_stored(name, spool, size)
+        with transaction.atomic():
+            blob = _lock_or_create_blob(sha256, size)
+            # Checked again under the lock: the collector may have deleted the file since
+            # the write above (it deletes files only while holding this lock).
+            _ensure_stored(name, spool, size)
+            account_blob = (
+                AccountBlob.objects.select_for_update().filter(account_id=account.pk, blob_id=sha256).first()
+            )
+            now = timezone.now()
+            if account_blob is None:
+                account_blob = AccountBlob.objects.create(account=account, blob=blob, type=type, created=now)
+            else:
+                account_blob.type = type
+                if account_blob.refcount == 0:
+                    account_blob.created = now
+                account_blob.save(update_fields=["type", "created"])
+            account_blob.blob = blob
+    return account_blob
+
+
+def blob_copy(*, from_account: Account, to_account: Account, blob_id: object) -> AccountBlob | None:
+    """Make a blob of ``from_account`` visible in ``to_account`` (RFC 8620 §6.3).
+
+    Returns the target row, or None if ``from_account`` can't see the blob. Nothing is
+    copied in storage: both accounts share the content.
+    """
+    sha256 = parse_blob_id(blob_id)
+    if sha256 is None:
+        return None
+    with transaction.atomic():
+        source = AccountBlob.objects.filter(account_id=from_account.pk, blob_id=sha256).first()
+        if source is None:
+            return None
+        # The lock keeps the collector from removing the content between this check and
+        # the new row (it may already have expired the source row: then it is gone).
+        blob = Blob.objects.select_for_update().filter(pk=sha256).first()
+        if blob is None:
+            return None
+        target = AccountBlob.objects.select_for_update().filter(account_id=to_account.pk, blob_id=sha256).first()
+        now = timezone.now()
+        if target is None:
+            target = AccountBlob.objects.create(account=to_account, blob=blob, type=source.type, created=now)
+        elif target.refcount == 0:
+            target.created = now  # like a re-upload, a copy restarts the unreferenced TTL
+            target.save(update_fields=["created"])
+        target.blob = blob
+    return target
+
+
+def blob_pin(account: Account, blob_id: object) -> None:
+    """Count one more reference to a blob from an object of the account.
+
+    Raises ``BlobNotFound`` if the account can't see the blob (for a create or update,
+    map it to the data type's error, e.g. ``blobNotFound``). Call it in the transaction
+    that stores the referencing object, so a rollback undoes it.
+    """
+    sha256 = parse_blob_id(blob_id)
+    if sha256 is None:
+        raise BlobNotFound(blob_id)
+    # One UPDATE: if the collector has just deleted the row, it matches nothing (after
+    # waiting for the collector's lock) instead of resurrecting a reference to nothing.
+    updated = AccountBlob.objects.filter(account_id=account.pk, blob_id=sha256).update(refcount=F("refcount") + 1)
+    if not updated:
+        raise BlobNotFound(blob_id)
+
+
+def blob_unpin(account: Account, blob_id: object) -> bool:
+    """Count one reference fewer; False if there was none to remove (a caller's bug).
+
+    When the last reference goes, the unreferenced TTL starts again from now: RFC 8620 §6
+    forbids deleting a blob during the method call that removed its last reference, and
+    the grace period lets a client re-reference it (e.g. a draft replaced by a new one).
+    """
+    sha256 = parse_blob_id(blob_id)
+    if sha256 is None:
+        return False
+    updated = AccountBlob.objects.filter(account_id=account.pk, blob_id=sha256, refcount__gt=0).update(
+        refcount=F("refcount") - 1,
+        created=Case(When(refcount=1, then=Value(timezone.now())), default=F("created")),
+    )
+    if not updated:
+        logger.warning("blob_unpin without a reference: account %s, blob %s", account.pk, blob_id)
+    return bool(updated)
+
+
+def blob_gc(now: datetime | None = None, *, batch_size: int = GC_BATCH_SIZE) -> BlobGcResult:
+    """Remove expired unreferenced blobs, then content that no account can see.
+
+    Idempotent and safe to run concurrently with uploads, copies, pins and itself.
+    """
+    now = timezone.now() if now is None else now
+    cutoff = now - timedelta(seconds=settings.BLOB_UNREFERENCED_TTL)
+    account_blobs = 0
+    while True:
+        with transaction.atomic():
+            # Locked first: a concurrent pin or re-upload either waits and then finds the
+            # row gone, or commits first and the row no longer matches (refcount, created).
+            batch = list(
+                AccountBlob.objects.select_for_update(skip_locked=True)
+                .filter(refcount=0, created__lt=cutoff)
+                .order_by("created")
+                .values_list("pk", flat=True)[:batch_size]
+            )
+            if not batch:
+                break
+            deleted = AccountBlob.objects.filter(pk__in=batch).delete()[0]
+        account_blobs += deleted
+        if deleted == 0:
+            break
+
+    blobs = 0
+    orphans = Blob.objects.filter(~Exists(AccountBlob.objects.filter(blob_id=OuterRef("pk"))))
+    after = ""
+    while True:
+        candidates = list(orphans.filter(pk__gt=after).order_by("pk").values_list("pk", flat=True)[:batch_size])
+        if not candidates:
+            break
+        after = candidates[-1]
+        blobs += sum(1 for sha256 in candidates if _blob_delete_if_orphan(sha256))
+    if account_blobs or blobs:
+        logger.info("blob gc: %d unreferenced account blobs, %d blobs removed", account_blobs, blobs)
+    return BlobGcResult(account_blobs=account_blobs, blobs=blobs)
+
+
+# -- Internals --------------------------------------------------------------------------
+
+
+@contextmanager
+def _spooled(source: bytes | Readable, limit: int) -> Iterator[tuple[IO[bytes], str, int]]:
+    """Copy the content to a temporary file while hashing it; yield (file, sha256, size)."""
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        data = bytes(source)
+        if len(data) > limit:
+            raise BlobTooLarge(limit)
+        buffer = io.BytesIO(data)
+        try:
+            yield buffer, hashlib.sha256(data).hexdigest(), len(data)
+        finally:
+            buffer.close()
+        return
+    digest = hashlib.sha256()
+    size = 0
+    spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY, dir=settings.FILE_UPLOAD_TEMP_DIR)
+    try:
+        while True:
+            # Never ask for more than one octet past the limit, whatever the source claims.
+            chunk = source.read(min(CHUNK_SIZE, limit - size + 1))
+            if not chunk:
+                break
+            size += len(chunk)
+            if size > limit:
+                raise BlobTooLarge(limit)
+            digest.update(chunk)
+            spool.write(chunk)
+        spool.seek(0)
+        yield spool, digest.hexdigest(), size
+    finally:
+        spool.close()
+
+
+def _is_stored(storage: Storage, name: str, size: int) -> bool:
+    try:
+        return storage.exists(name) and storage.size(name) == size
+    except OSError:
+        return False
+
+
+def _ensure_stored(name: str, content: IO[bytes], size: int) -> None:
+    """Write the content under its name unless a complete copy is already there."""
+    storage = blob_storage()
+    for _ in range(3):
+        if _is_stored(storage, name, size):
+            return
+        if storage.exists(name):
+            # A partial file (an interrupted write, or one still in progress): replace it.
+            # A writer still in progress keeps writing to the unlinked file, harmlessly.
+            storage.delete(name)
+        content.seek(0)
+        saved = storage.save(name, File(content, name=name))
+        if saved != name:
+            # Another writer created the name between the check and the save; storages
+            # that don't overwrite then pick a fresh name. Same content: drop ours, and
+            # look again at theirs (it may still be being written).
+            storage.delete(saved)
+    if not _is_stored(storage, name, size):
+        raise OSError(f"blob {name} could not be stored completely")
+
+
+def _lock_or_create_blob(sha256: str, size: int) -> Blob:
+    """The Blob row for a digest, created if needed, locked until the transaction ends."""
+    for _ in range(5):
+        # ON CONFLICT DO NOTHING: concurrent identical uploads don't fail; an insert that
+        # meets the collector's uncommitted delete waits for it and then inserts.
+        Blob.objects.bulk_create([Blob(sha256=sha256, size=size)], ignore_conflicts=True)
+        blob = Blob.objects.select_for_update().filter(pk=sha256).first()
+        if blob is not None:
+            return blob
+        # The collector deleted the row between the insert and the lock: insert again.
+    raise RuntimeError(f"blob {sha256} keeps disappearing")
+
+
+def _blob_delete_if_orphan(sha256: str) -> bool:
+    with transaction.atomic():
+        # skip_locked: content being uploaded or copied right now is not garbage.
+        blob = Blob.objects.select_for_update(skip_locked=True).filter(pk=sha256).first()
+        if blob is None or AccountBlob.objects.filter(blob_id=sha256).exists():
+            return False
+        Blob.objects.filter(pk=sha256).delete()
+        # Deleted while the row lock is held, so an upload of the same content waits and
+        # then writes the file again (see the module docstring). If the commit fails after
+        # this, the row stays without its file; the next upload rewrites the file and the
+        # next collection deletes the row.
+        blob_storage().delete(storage_name(sha256))
+    return True
