@@ -28,12 +28,13 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
 
 from django.conf import settings
 from django.contrib.auth.backends import ModelBackend
 from django.core.cache import cache
 from django.db import models
+from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 
@@ -42,6 +43,7 @@ from accounts.models import ApiToken, AppPassword, User
 from jmap.jsonio import dumps
 
 logger = logging.getLogger("accounts.auth")
+_M = TypeVar("_M", bound=models.Model)
 
 REALM = "JMAP"
 # last_used is informative (which client is still in use); writing it on every request
@@ -313,12 +315,14 @@ def _authenticate_basic(credentials: str, address: str | None) -> User:
 
 def verify_basic(login: str, password: str) -> User | None:
     """The active user for this login and account password or app password, else None."""
+    if _CONTROL.search(login):  # RFC 7617 §2; also keeps the cache key unambiguous
+        return None
     ttl = settings.AUTH_CACHE_SECONDS
     key = CredentialCache.key(login, password) if ttl > 0 else None
     if key is not None:
         entry = credential_cache.get(key)
         if entry is not None:
-            user = User.objects.filter(pk=entry.user_pk).first()
+            user = _unique(User.objects.filter(pk=entry.user_pk))
             if user is not None and user.is_active and hmac.compare_digest(user.password, entry.password_hash):
                 return user
             # Changed password or disabled user: forget it and check from scratch below
@@ -327,7 +331,7 @@ def verify_basic(login: str, password: str) -> User | None:
 
     canonical = app_password_canonical(password)
     if canonical is not None:
-        app_password = AppPassword.objects.select_related("user").filter(digest=secret_digest(canonical)).first()
+        app_password = _unique(AppPassword.objects.select_related("user").filter(digest=secret_digest(canonical)))
         if (
             app_password is not None
             and app_password.revoked is None
@@ -357,7 +361,7 @@ def _authenticate_bearer(credentials: str, address: str | None) -> User:
     invalid = "The access token is invalid, expired or revoked."
     if len(credentials) > _MAX_TOKEN_LENGTH or _B64TOKEN.fullmatch(credentials) is None:
         _fail(invalid, login=None, address=address, bearer_error="invalid_token")
-    token = ApiToken.objects.select_related("user").filter(digest=secret_digest(credentials)).first()
+    token = _unique(ApiToken.objects.select_related("user").filter(digest=secret_digest(credentials)))
     if (
         token is None
         or token.revoked is not None
@@ -367,6 +371,12 @@ def _authenticate_bearer(credentials: str, address: str | None) -> User:
         _fail(invalid, login=None, address=address, bearer_error="invalid_token")
     _touch(ApiToken, token)
     return token.user
+
+
+def _unique(queryset: QuerySet[_M]) -> _M | None:
+    """The row a lookup on a unique column finds, if any (no ORDER BY, LIMIT 1)."""
+    rows = list(queryset.order_by()[:1])
+    return rows[0] if rows else None
 
 
 def _touch(model: type[models.Model], credential: AppPassword | ApiToken) -> None:

@@ -16,9 +16,7 @@ import string
 APP_PASSWORD_ALPHABET = string.ascii_lowercase + string.digits
 APP_PASSWORD_GROUPS = 4
 APP_PASSWORD_GROUP_LENGTH = 4
-_APP_PASSWORD_CANONICAL = re.compile(
-    rf"[a-z0-9]{{{APP_PASSWORD_GROUPS * APP_PASSWORD_GROUP_LENGTH}}}", flags=re.ASCII
-)
+_APP_PASSWORD_CANONICAL = re.compile(rf"[a-z0-9]{{{APP_PASSWORD_GROUPS * APP_PASSWORD_GROUP_LENGTH}}}", flags=re.ASCII)
 _APP_PASSWORD_SEPARATORS = re.compile(r"[\s-]+")
 
 # A recognisable prefix lets secret scanners and people tell what a leaked string is.

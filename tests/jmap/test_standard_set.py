@@ -202,3 +202,24 @@ def test_cycle_is_rejected(notes):
     ids = notes.create(a={"title": "A"}, b={"title": "B", "parentId": "#a"})
     result = notes.ok("Note/set", {"update": {ids["a"]: {"parentId": ids["b"]}}})
     assert result["notUpdated"][ids["a"]]["type"] == "invalidProperties"
+
+
+def test_type_specific_set_errors_pass_through(notes, settings):
+    ids = notes.create(pinned={"title": "P", "isPinned": True}, other={"title": "O"})
+    result = notes.ok("Note/set", {
+        "create": {"big": {"title": "B", "body": "x" * 1001}},
+        "update": {ids["other"]: {"body": "y" * 1001}},
+        "destroy": [ids["pinned"]],
+    })
+    assert result["notCreated"]["big"] == {
+        "type": "tooLarge", "description": "body is limited to 1000 characters", "maxSize": 1000,
+    }
+    assert result["notUpdated"][ids["other"]]["type"] == "tooLarge"
+    assert result["notDestroyed"][ids["pinned"]]["type"] == "forbidden"
+    assert result["oldState"] == result["newState"]
+
+
+def test_over_quota(notes):
+    notes.create(**{f"n{i}": {"title": f"N{i}"} for i in range(50)})
+    result = notes.ok("Note/set", {"create": {"one-more": {"title": "X"}}})
+    assert result["notCreated"]["one-more"]["type"] == "overQuota"

@@ -7,7 +7,7 @@ from typing import Any
 from django.db.models import Q
 
 from jmap import args as a
-from jmap.errors import invalid_properties
+from jmap.errors import SetError, invalid_properties
 from jmap.registry import Capability, registry
 from jmap.standard import Filter, ModelDataType, Prop, SetContext, Sort, register_standard_methods
 from tests.jmaptest import services
@@ -24,6 +24,12 @@ def _title(value: Any, name: str) -> str:
 
 
 class NoteType(ModelDataType):
+    """Exercises the generic machinery, including type-specific SetErrors:
+    tooLarge (body over MAX_BODY), overQuota (more than MAX_NOTES notes),
+    forbidden (destroying a pinned note)."""
+
+    MAX_BODY = 1000
+    MAX_NOTES = 50
     name = "Note"
     capability = CAPABILITY
     model = Note
@@ -76,7 +82,14 @@ class NoteType(ModelDataType):
             walker = walker.parent
         return parent
 
+    def _check_size(self, values: dict[str, Any]) -> None:
+        if len(values.get("body", "")) > self.MAX_BODY:
+            raise SetError("tooLarge", f"body is limited to {self.MAX_BODY} characters", maxSize=self.MAX_BODY)
+
     def create(self, ctx: SetContext, values: dict[str, Any]):
+        self._check_size(values)
+        if self.queryset(ctx.account).count() >= self.MAX_NOTES:
+            raise SetError("overQuota", f"at most {self.MAX_NOTES} notes")
         note = services.note_create(
             account=ctx.account,
             title=values["title"],
@@ -88,6 +101,7 @@ class NoteType(ModelDataType):
         return note, {"created": self.to_json(note, ["created"])["created"]}
 
     def update(self, ctx: SetContext, record: Note, values: dict[str, Any]):
+        self._check_size(values)
         fields: dict[str, Any] = {}
         for name, field in (("title", "title"), ("body", "body"), ("rank", "rank"), ("isPinned", "is_pinned")):
             if name in values:
@@ -98,6 +112,8 @@ class NoteType(ModelDataType):
         return None
 
     def destroy(self, ctx: SetContext, record: Note) -> None:
+        if record.is_pinned:
+            raise SetError("forbidden", "unpin the note first")
         services.note_destroy(note=record)
 
 
