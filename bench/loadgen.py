@@ -113,9 +113,7 @@ async def run(args: argparse.Namespace) -> dict:
     stats = Stats()
     started = time.monotonic()
     deadline = started + args.duration
-    await asyncio.gather(
-        *(client(host, port, request, deadline, stats, args.timeout) for _ in range(args.connections))
-    )
+    await asyncio.gather(*(client(host, port, request, deadline, stats, args.timeout) for _ in range(args.connections)))
     elapsed = time.monotonic() - started
     latencies = sorted(stats.latencies_us)
     return {

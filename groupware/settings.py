@@ -129,6 +129,7 @@ STORAGES = {
 BLOB_UNREFERENCED_TTL = env_int("BLOB_UNREFERENCED_TTL", 24 * 3600, minimum=60)
 CELERY_BEAT_SCHEDULE = {
     "blob-gc": {"task": "groupware.core.tasks.blob_gc", "schedule": env_int("BLOB_GC_INTERVAL", 3600, minimum=60)},
+    "purge-changes": {"task": "groupware.core.tasks.purge_changes", "schedule": 24 * 3600},
 }
 
 # JMAP core limits (RFC 8620 §2), advertised in the session and enforced.

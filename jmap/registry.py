@@ -47,6 +47,7 @@ class Registry:
         self.capabilities: dict[str, Capability] = {}
         self.methods: dict[str, Method] = {}
         self.frozen = False
+        self._advertised: dict[str, Capability] | None = None
 
     def add_capability(self, capability: Capability) -> None:
         self._check_open()
@@ -69,11 +70,15 @@ class Registry:
 
     def advertised(self) -> dict[str, Capability]:
         """Capabilities with at least one method (core is always there)."""
+        if self._advertised is not None:
+            return self._advertised
         used = {method.capability for method in self.methods.values()}
         used.add(CORE)
         return {urn: cap for urn, cap in self.capabilities.items() if urn in used or cap.account_value is None}
 
     def freeze(self) -> None:
+        self._advertised = None
+        self._advertised = self.advertised()
         self.frozen = True
 
     def _check_open(self) -> None:

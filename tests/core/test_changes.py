@@ -150,3 +150,15 @@ def test_two_accounts_locked_in_a_fixed_order_never_deadlock():
     first.refresh_from_db()
     second.refresh_from_db()
     assert first.modseq == second.modseq == 30
+
+
+def test_embedded_scheduler_runs_due_tasks(user):
+    from groupware.core.scheduler import run_due_tasks
+
+    account = user.jmap_accounts.get()
+    note_destroy(note=note_create(account=account, title="gone"))
+    due = {"blob-gc": 0.0, "purge-changes": 0.0}
+    assert sorted(run_due_tasks(due, now=10.0)) == ["blob-gc", "purge-changes"]
+    assert due["purge-changes"] == 10.0 + 24 * 3600
+    assert run_due_tasks(due, now=11.0) == []  # nothing is due again yet
+    assert ObjectChange.objects.filter(destroyed=True).count() == 1  # young tombstone kept
