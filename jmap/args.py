@@ -33,6 +33,9 @@ def id_(value: Any, name: str) -> str:
 def string(value: Any, name: str) -> str:
     if not isinstance(value, str):
         raise _bad(name, "a String")
+    # U+0000 is valid JSON, but PostgreSQL text can't hold it: refused on every backend alike.
+    if "\x00" in value:
+        raise _bad(name, "a String without U+0000 characters")
     return value
 
 

@@ -105,7 +105,12 @@ def test_other_user_pages_load(admin_client, objects):
 def test_add_user_creates_account(admin_client):
     response = admin_client.post(
         "/admin/accounts/user/add/",
-        {"email": "new@Example.com", "name": "New", "password1": "a long new password", "password2": "a long new password"},
+        {
+            "email": "new@Example.com",
+            "name": "New",
+            "password1": "a long new password",
+            "password2": "a long new password",
+        },
     )
     assert response.status_code == 302, response.context["adminform"].form.errors if response.context else ""
     user = User.objects.get(email="new@example.com")
@@ -115,7 +120,10 @@ def test_add_user_creates_account(admin_client):
     assert account.is_personal
     assert response["Location"] == f"/admin/accounts/user/{user.pk}/change/"
     # They can use the API straight away.
-    assert Client().get("/.well-known/jmap", HTTP_AUTHORIZATION=basic(user.email, "a long new password")).status_code == 200
+    assert (
+        Client().get("/.well-known/jmap", HTTP_AUTHORIZATION=basic(user.email, "a long new password")).status_code
+        == 200
+    )
 
 
 def test_add_user_without_password(admin_client):
@@ -215,7 +223,8 @@ def test_add_app_password_shows_it_once(admin_client, user):
     [shown] = [m for m in messages_of(response) if "App password" in m]
     plaintext = re.search(r"<code>([a-z0-9-]+)</code>", shown).group(1)
     assert Client().get("/.well-known/jmap", HTTP_AUTHORIZATION=basic(user.email, plaintext)).status_code == 200
-    # Not on the change page.
+    # Shown on the next page, and never again.
+    assert plaintext in admin_client.get(response["Location"]).content.decode()
     page = admin_client.get(f"/admin/accounts/apppassword/{record.pk}/change/")
     assert plaintext not in page.content.decode()
     assert record.digest not in page.content.decode()
@@ -229,6 +238,7 @@ def test_add_api_token_shows_it_once(admin_client, user):
     plaintext = re.search(r"<code>(gw_[A-Za-z0-9_-]+)</code>", shown).group(1)
     assert plaintext.startswith(record.prefix)
     assert Client().get("/.well-known/jmap", HTTP_AUTHORIZATION=f"Bearer {plaintext}").status_code == 200
+    assert plaintext in admin_client.get(response["Location"]).content.decode()
     page = admin_client.get(f"/admin/accounts/apitoken/{record.pk}/change/")
     assert plaintext not in page.content.decode()
 
@@ -249,7 +259,9 @@ def test_revoke_actions(admin_client, user, app_password, api_token):
     )
     assert response.status_code == 302
     assert AppPassword.objects.get(pk=app_password[0].pk).revoked is not None
-    response = admin_client.post("/admin/accounts/apitoken/", {"action": "revoke", "_selected_action": [api_token[0].pk]})
+    response = admin_client.post(
+        "/admin/accounts/apitoken/", {"action": "revoke", "_selected_action": [api_token[0].pk]}
+    )
     assert response.status_code == 302
     assert ApiToken.objects.get(pk=api_token[0].pk).revoked is not None
     assert Client().get("/.well-known/jmap", HTTP_AUTHORIZATION=f"Bearer {api_token[1]}").status_code == 401

@@ -235,3 +235,17 @@ def test_alias_create_refuses_duplicate_in_any_case(user, other_user, domain):
     services.alias_create(user=user, address="sales@example.com")
     with pytest.raises(ValidationError):
         services.alias_create(user=other_user, address="SALES@example.com")
+
+
+def test_login_lookup_uses_the_case_insensitive_index(user):
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        pytest.skip("index use is checked on PostgreSQL")
+    queryset = User.objects.filter(email__iexact="ALICE@example.com").order_by()
+    sql, params = queryset.query.sql_with_params()
+    with connection.cursor() as cursor:
+        cursor.execute("SET LOCAL enable_seqscan = off")  # a tiny table would otherwise be scanned
+        cursor.execute("EXPLAIN " + sql, params)
+        plan = " ".join(row[0] for row in cursor.fetchall())
+    assert "accounts_user_email_ci_unique" in plan
