@@ -21,7 +21,7 @@ from django.utils import timezone
 from django.utils.html import format_html
 
 from accounts import services
-from accounts.models import Account, Alias, ApiToken, AppPassword, Domain, User
+from accounts.models import Account, AccountGrant, Alias, ApiToken, AppPassword, Domain, User
 
 # --- Shared helpers ------------------------------------------------------------------------
 
@@ -363,8 +363,17 @@ class ApiTokenAdmin(CreatedByServiceAdmin):
 # --- JMAP accounts -------------------------------------------------------------------------
 
 
+class AccountGrantInline(admin.TabularInline):
+    model = AccountGrant
+    extra = 0
+    fields = ("user", "may_write", "created")
+    readonly_fields = ("created",)
+    autocomplete_fields = ("user",)
+
+
 @admin.register(Account)
 class AccountAdmin(admin.ModelAdmin):
+    inlines = (AccountGrantInline,)
     list_display = ("name", "jmap_id", "owner", "is_personal", "modseq", "created")
     list_filter = ("is_personal",)
     list_select_related = ("owner",)
@@ -386,3 +395,14 @@ class AccountAdmin(admin.ModelAdmin):
     @admin.display(description="JMAP id")
     def jmap_id(self, obj: Account) -> str:
         return obj.jmap_id
+
+    def save_formset(self, request: HttpRequest, form: Any, formset: Any, change: bool) -> None:
+        # Grants change what a user's session shows: go through the services, which bump
+        # the user's session state.
+        if formset.model is not AccountGrant:
+            return super().save_formset(request, form, formset, change)
+        for grant in formset.save(commit=False):
+            services.account_grant(account=form.instance, user=grant.user, may_write=grant.may_write)
+        for grant in formset.deleted_objects:
+            services.account_revoke(account=grant.account, user=grant.user)
+        return None

@@ -157,3 +157,22 @@ class Account(models.Model):
         from groupware.core.ids import account_id
 
         return account_id(self.pk)
+
+
+class AccountGrant(models.Model):
+    """Access to someone else's account (the sharing issue builds its rights model on this).
+
+    A user sees an account they own or one granted to them; ``may_write`` false makes it
+    read-only (RFC 8620 §2 ``isReadOnly``; writes answer accountReadOnly).
+    """
+
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="grants")
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="account_grants")
+    may_write = models.BooleanField(default=False)
+    created = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["account", "user"], name="account_grant_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.user} → {self.account}"

@@ -8,6 +8,7 @@ from datetime import datetime
 from django.core.exceptions import ValidationError
 from django.core.validators import DomainNameValidator, EmailValidator
 from django.db import transaction
+from django.db.models import F, FilteredRelation, Q
 from django.utils import timezone
 
 from accounts.credentials import (
@@ -17,7 +18,7 @@ from accounts.credentials import (
     app_password_generate,
     secret_digest,
 )
-from accounts.models import Account, Alias, ApiToken, AppPassword, Domain, User
+from accounts.models import Account, AccountGrant, Alias, ApiToken, AppPassword, Domain, User
 from jmap.context import AccountAccess
 
 # Called with the new user's personal Account inside the creating transaction, so later
@@ -79,8 +80,40 @@ def user_enable(*, user: User) -> None:
 
 
 def accessible_accounts(user: User) -> list[AccountAccess]:
-    """Every account the user may see, with their rights; other accounts don't exist to them."""
-    return [AccountAccess(account=account, is_read_only=False) for account in Account.objects.filter(owner=user)]
+    """Every account the user may see, with their rights; other accounts don't exist to them.
+
+    One query: owned accounts and accounts granted to the user (a LEFT JOIN on the grant).
+    """
+    accounts = (
+        Account.objects.annotate(grant=FilteredRelation("grants", condition=Q(grants__user=user)))
+        .filter(Q(owner=user) | Q(grant__isnull=False))
+        .annotate(grant_may_write=F("grant__may_write"))
+        .order_by("pk")
+    )
+    return [
+        AccountAccess(account=account, is_read_only=account.owner_id != user.pk and not account.grant_may_write)
+        for account in accounts
+    ]
+
+
+def account_grant(*, account: Account, user: User, may_write: bool = False) -> AccountGrant:
+    """Let ``user`` see (and, with may_write, change) ``account``."""
+    with transaction.atomic():
+        grant, _ = AccountGrant.objects.update_or_create(account=account, user=user, defaults={"may_write": may_write})
+        _session_changed(user)
+    return grant
+
+
+def account_revoke(*, account: Account, user: User) -> None:
+    with transaction.atomic():
+        AccountGrant.objects.filter(account=account, user=user).delete()
+        _session_changed(user)
+
+
+def _session_changed(user: User) -> None:
+    # The session resource lists accounts: its state string must change (RFC 8620 §2).
+    User.objects.filter(pk=user.pk).update(session_generation=F("session_generation") + 1)
+    user.refresh_from_db(fields=["session_generation"])
 
 
 def primary_account(user: User) -> Account | None:

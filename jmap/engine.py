@@ -97,8 +97,13 @@ def run_call(context: RequestContext, name: str, arguments: dict[str, Any], call
     saved_ids = dict(context.created_ids)
     try:
         resolved = resolve_arguments(arguments, context.responses)
-        # One transaction per call: an error leaves the server's state as it was (§3.6.2).
-        with transaction.atomic():
+        if method.writes:
+            # One transaction per call: an error leaves the server's state as it was (§3.6.2).
+            with transaction.atomic():
+                result = method.handler(call, resolved)
+        else:
+            # Read-only methods need no transaction (and on SQLite would otherwise queue
+            # for the write lock that BEGIN IMMEDIATE takes).
             result = method.handler(call, resolved)
     except MethodError as exc:
         context.created_ids.clear()

@@ -11,4 +11,4 @@ from groupware.settings import INSTALLED_APPS, JMAP_METHOD_MODULES  # noqa: E402
 
 # A small data type ("Note") used only to test the generic standard methods.
 INSTALLED_APPS = [*INSTALLED_APPS, "tests.jmaptest"]
-JMAP_METHOD_MODULES = [*JMAP_METHOD_MODULES, "tests.jmaptest.methods"]
+JMAP_METHOD_MODULES = [*JMAP_METHOD_MODULES, "tests.jmaptest.methods", "tests.jmaptest.failing"]

@@ -37,6 +37,9 @@ def standard_get(
     parsed = a.parse(GET_ARGS + extra_args, arguments)
     account = call.account(parsed["accountId"])
     properties = checked_properties(datatype, parsed["properties"])
+    # The state is read before the records: if a write lands in between, the client holds
+    # newer data under an older state and merely re-fetches it; never the other way round.
+    state = type_state(account, datatype.name)
     limit = settings.JMAP["maxObjectsInGet"]
     requested = parsed["ids"]
     not_found: list[str] = []
@@ -70,7 +73,7 @@ def standard_get(
                 found.append(record)
     return {
         "accountId": account.jmap_id,
-        "state": type_state(account, datatype.name),
+        "state": state,
         "list": [datatype.to_json(record, properties) for record in found],
         "notFound": not_found,
     }

@@ -278,11 +278,35 @@ def test_rename_app_password(admin_client, app_password):
 # --- JMAP accounts ------------------------------------------------------------------------
 
 
+GRANTS_NONE = {"grants-TOTAL_FORMS": "0", "grants-INITIAL_FORMS": "0"}
+
+
+def test_grant_through_admin_changes_the_session_state(admin_client, user, other_user):
+    account = services.primary_account(user)
+    generation = other_user.session_generation
+    response = admin_client.post(
+        f"/admin/accounts/account/{account.pk}/change/",
+        {
+            "name": account.name,
+            "grants-TOTAL_FORMS": "1",
+            "grants-INITIAL_FORMS": "0",
+            "grants-0-user": str(other_user.pk),
+            "grants-0-may_write": "",
+        },
+    )
+    assert response.status_code == 302, response.content
+    other_user.refresh_from_db()
+    assert other_user.session_generation == generation + 1
+    access = {item.account.pk: item.is_read_only for item in services.accessible_accounts(other_user)}
+    assert access == {services.primary_account(other_user).pk: False, account.pk: True}
+
+
 def test_account_modseq_is_read_only(admin_client, user):
     account = services.primary_account(user)
     Account.objects.filter(pk=account.pk).update(modseq=7)
     response = admin_client.post(
-        f"/admin/accounts/account/{account.pk}/change/", {"name": "Renamed", "modseq": "999", "purged_modseq": "5"}
+        f"/admin/accounts/account/{account.pk}/change/",
+        {"name": "Renamed", "modseq": "999", "purged_modseq": "5", **GRANTS_NONE},
     )
     assert response.status_code == 302
     account.refresh_from_db()

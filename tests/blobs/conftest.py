@@ -44,10 +44,16 @@ def download(
 ):
     url = f"/jmap/download/{account_id or client.account_id}/{blob_id}/{name}"
     data = {} if accept is None else {"accept": accept}
-    return getattr(client.http, method)(url, data, HTTP_AUTHORIZATION=client.auth, **extra)
+    response = getattr(client.http, method)(url, data, HTTP_AUTHORIZATION=client.auth, **extra)
+    # Read the body now and close the response, as a server would (that closes the file).
+    response.data = b"".join(response.streaming_content) if response.streaming else response.content
+    response.close()
+    return response
 
 
 def body(response) -> bytes:
+    if hasattr(response, "data"):
+        return response.data
     if response.streaming:
         return b"".join(response.streaming_content)
     return response.content
