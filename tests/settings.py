@@ -6,8 +6,8 @@ import tempfile
 os.environ.setdefault("DATA_DIR", tempfile.mkdtemp(prefix="groupware-test-"))
 os.environ.setdefault("FAST_PASSWORD_HASHER", "true")
 
-from groupware.settings import *  # noqa: E402,F403
-from groupware.settings import INSTALLED_APPS, JMAP_METHOD_MODULES  # noqa: E402
+from groupware.settings import *  # noqa: F403
+from groupware.settings import INSTALLED_APPS, JMAP_METHOD_MODULES
 
 # A small data type ("Note") used only to test the generic standard methods.
 INSTALLED_APPS = [*INSTALLED_APPS, "tests.jmaptest"]

@@ -67,8 +67,9 @@ def standard_copy(datatype: DataType, call: CallContext, arguments: dict[str, An
                 continue
             try:
                 overrides = {name: value for name, value in values.items() if name != "id"}
-                server_set = [name for name in overrides if name in datatype.properties
-                              and datatype.properties[name].server_set]
+                server_set = [
+                    name for name in overrides if name in datatype.properties and datatype.properties[name].server_set
+                ]
                 if server_set:
                     raise SetError("invalidProperties", "server-set properties", properties=server_set)
                 merged = {**datatype.copy_values(record), **check_values(datatype, ctx, overrides)}
@@ -94,8 +95,13 @@ def standard_copy(datatype: DataType, call: CallContext, arguments: dict[str, An
         # The implicit Foo/set (RFC 8620 §5.4) is its own unit: its failure is its own error.
         try:
             result = perform_set(
-                datatype, call, source, if_in_state=parsed["destroyFromIfInState"],
-                create={}, update={}, destroy=copied_from,
+                datatype,
+                call,
+                source,
+                if_in_state=parsed["destroyFromIfInState"],
+                create={},
+                update={},
+                destroy=copied_from,
             )
             call.emit(f"{datatype.name}/set", result)
         except MethodError as error:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import itertools
 from typing import Any
 
 from jmap.errors import SetError, invalid_properties
@@ -22,7 +23,7 @@ def apply_patch(current: dict[str, Any], patch: dict[str, Any], properties: dict
             raise SetError("invalidPatch", "a patch path must be a non-empty String")
         paths.append((_tokens(key), value))
     ordered = sorted(paths, key=lambda item: item[0])
-    for (shorter, _), (longer, _) in zip(ordered, ordered[1:], strict=False):
+    for (shorter, _), (longer, _) in itertools.pairwise(ordered):
         if longer[: len(shorter)] == shorter:
             raise SetError("invalidPatch", f"{'/'.join(shorter)} is a prefix of {'/'.join(longer)}")
     unknown = [tokens[0] for tokens, _ in paths if tokens[0] not in properties]

@@ -90,7 +90,9 @@ def _sort_plan(datatype: DataType, sort: list[dict] | None) -> list[tuple[str, s
         ascending = comparator.get("isAscending", True)
         collation = comparator.get("collation", DEFAULT_COLLATION)
         if not isinstance(prop, str) or not isinstance(ascending, bool) or not isinstance(collation, str):
-            raise MethodError("invalidArguments", f"{where}: property (String), isAscending (Boolean), collation (String)")
+            raise MethodError(
+                "invalidArguments", f"{where}: property (String), isAscending (Boolean), collation (String)"
+            )
         extra = set(comparator) - {"property", "isAscending", "collation"}
         if extra:
             raise MethodError("invalidArguments", f"{where}: unknown members {', '.join(sorted(extra))}")
@@ -134,6 +136,7 @@ def ordered_ids(datatype: DataType, account: Any, filter_tree: dict | None, sort
     fields = [field for field, _, _, _ in plan]
     rows = datatype.queryset(account).filter(condition).values_list(datatype.tie_break_field, *fields)
     if plan:
+
         def key(row: tuple) -> _Key:
             parts = tuple(
                 (_value_key(value, kind, collate), ascending)

@@ -72,8 +72,11 @@ def creation_order(datatype: DataType, create: dict[str, dict]) -> list[str]:
     refs = [name for name, prop in datatype.properties.items() if prop.id_ref]
     depends: dict[str, set[str]] = {}
     for cid, values in create.items():
-        wanted = {values.get(name)[1:] for name in refs if isinstance(values.get(name), str)
-                  and values.get(name).startswith("#")}
+        wanted = {
+            values.get(name)[1:]
+            for name in refs
+            if isinstance(values.get(name), str) and values.get(name).startswith("#")
+        }
         depends[cid] = {ref for ref in wanted if ref in create and ref != cid}
     order: list[str] = []
     done: set[str] = set()
@@ -123,7 +126,9 @@ def _creates(datatype: DataType, ctx: SetContext, create: dict[str, dict]) -> tu
     for cid in creation_order(datatype, create):
         values = create[cid]
         try:
-            server_set = [name for name in values if name in datatype.properties and datatype.properties[name].server_set]
+            server_set = [
+                name for name in values if name in datatype.properties and datatype.properties[name].server_set
+            ]
             if server_set:
                 raise invalid_properties(server_set, "these properties are set by the server")
             missing = [
@@ -190,9 +195,7 @@ def _updates(datatype: DataType, ctx: SetContext, update: dict[str, dict], destr
             patched = apply_patch(current, patch, datatype.properties)
             changed = {name: value for name, value in patched.items() if value != current.get(name)}
             frozen = [
-                name
-                for name in changed
-                if datatype.properties[name].server_set or datatype.properties[name].immutable
+                name for name in changed if datatype.properties[name].server_set or datatype.properties[name].immutable
             ]
             if frozen:
                 raise invalid_properties(frozen, "these properties cannot be changed")

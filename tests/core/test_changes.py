@@ -140,8 +140,10 @@ def test_two_accounts_locked_in_a_fixed_order_never_deadlock():
         finally:
             connections.close_all()
 
-    threads = [threading.Thread(target=writer, args=([first, second],)),
-               threading.Thread(target=writer, args=([second, first],))]
+    threads = [
+        threading.Thread(target=writer, args=([first, second],)),
+        threading.Thread(target=writer, args=([second, first],)),
+    ]
     for thread in threads:
         thread.start()
     for thread in threads:

@@ -25,11 +25,17 @@ def test_read_only_account_refuses_writes(notes, other_notes, user, other_user):
     account = primary_account(user)
     account_grant(account=account, user=other_user, may_write=False)
     reader = other_notes.client
-    got = reader.call("Note/get", {"accountId": account.jmap_id, "ids": None},
-                      using=["urn:ietf:params:jmap:core", "urn:example:jmaptest"])
+    got = reader.call(
+        "Note/get",
+        {"accountId": account.jmap_id, "ids": None},
+        using=["urn:ietf:params:jmap:core", "urn:example:jmaptest"],
+    )
     assert [item["title"] for item in got[1]["list"]] == ["Mine"]
-    denied = reader.call("Note/set", {"accountId": account.jmap_id, "create": {"x": {"title": "Theirs"}}},
-                         using=["urn:ietf:params:jmap:core", "urn:example:jmaptest"])
+    denied = reader.call(
+        "Note/set",
+        {"accountId": account.jmap_id, "create": {"x": {"title": "Theirs"}}},
+        using=["urn:ietf:params:jmap:core", "urn:example:jmaptest"],
+    )
     assert denied == ["error", {"type": "accountReadOnly"}, "c0"]
     assert Note.objects.count() == 1
 
@@ -38,7 +44,8 @@ def test_writable_grant_allows_writes(notes, other_notes, user, other_user):
     account = primary_account(user)
     account_grant(account=account, user=other_user, may_write=True)
     response = other_notes.client.call(
-        "Note/set", {"accountId": account.jmap_id, "create": {"x": {"title": "Shared"}}},
+        "Note/set",
+        {"accountId": account.jmap_id, "create": {"x": {"title": "Shared"}}},
         using=["urn:ietf:params:jmap:core", "urn:example:jmaptest"],
     )
     assert response[0] == "Note/set" and "x" in response[1]["created"]
@@ -47,6 +54,8 @@ def test_writable_grant_allows_writes(notes, other_notes, user, other_user):
 def test_foreign_and_unknown_accounts_look_the_same(notes, other_user):
     foreign = primary_account(other_user).jmap_id
     for account_id in (foreign, "a999999", "nonsense"):
-        assert notes.client.call("Note/get", {"accountId": account_id, "ids": None},
-                                 using=["urn:ietf:params:jmap:core", "urn:example:jmaptest"]) == [
-            "error", {"type": "accountNotFound"}, "c0"]
+        assert notes.client.call(
+            "Note/get",
+            {"accountId": account_id, "ids": None},
+            using=["urn:ietf:params:jmap:core", "urn:example:jmaptest"],
+        ) == ["error", {"type": "accountNotFound"}, "c0"]

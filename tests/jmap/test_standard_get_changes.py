@@ -12,7 +12,6 @@ from django.utils import timezone
 from groupware.core.changes import purge_tombstones
 from groupware.core.models import ObjectChange
 
-
 # -- /get ---------------------------------------------------------------------------------
 
 
@@ -98,8 +97,13 @@ def test_changes_from_current_state_is_empty(notes):
     state = notes.state()
     result = notes.ok("Note/changes", {"sinceState": state})
     assert result == {
-        "accountId": notes.account_id, "oldState": state, "newState": state, "hasMoreChanges": False,
-        "created": [], "updated": [], "destroyed": [],
+        "accountId": notes.account_id,
+        "oldState": state,
+        "newState": state,
+        "hasMoreChanges": False,
+        "created": [],
+        "updated": [],
+        "destroyed": [],
     }
 
 

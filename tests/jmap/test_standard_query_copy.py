@@ -106,16 +106,25 @@ def test_query_state_and_query_changes(notes, sample):
     first = query(notes, sort=rank, filter={"minRank": 2})
     assert first["canCalculateChanges"] is True
     old_ids = first["ids"]
-    notes.ok("Note/set", {
-        "create": {"n": {"title": "new", "rank": 0}, "m": {"title": "mid", "rank": 3}},
-        "update": {sample["b"]: {"rank": 10}, sample["c"]: {"rank": 0}},
-        "destroy": [sample["d"]],
-    })
+    notes.ok(
+        "Note/set",
+        {
+            "create": {"n": {"title": "new", "rank": 0}, "m": {"title": "mid", "rank": 3}},
+            "update": {sample["b"]: {"rank": 10}, sample["c"]: {"rank": 0}},
+            "destroy": [sample["d"]],
+        },
+    )
     now = query(notes, sort=rank, filter={"minRank": 2})
     assert now["queryState"] != first["queryState"]
-    changes = notes.ok("Note/queryChanges", {
-        "sinceQueryState": first["queryState"], "sort": rank, "filter": {"minRank": 2}, "calculateTotal": True,
-    })
+    changes = notes.ok(
+        "Note/queryChanges",
+        {
+            "sinceQueryState": first["queryState"],
+            "sort": rank,
+            "filter": {"minRank": 2},
+            "calculateTotal": True,
+        },
+    )
     assert changes["oldQueryState"] == first["queryState"] and changes["newQueryState"] == now["queryState"]
     assert changes["total"] == len(now["ids"])
     # Applying removed then added (in index order) to the old list gives the new list (§5.6).
@@ -150,11 +159,18 @@ def team(user):
 
 def test_copy_between_accounts(jmap, notes, team, sample):
     response = jmap.request(
-        [["Note/copy", {
-            "fromAccountId": notes.account_id, "accountId": team.jmap_id,
-            "create": {"k1": {"id": sample["a"], "title": "apple copy"}, "k2": {"id": "n0"}},
-        }, "c"],
-         ["Note/get", {"accountId": team.jmap_id, "ids": ["#k1"], "properties": ["title", "rank", "isPinned"]}, "g"]],
+        [
+            [
+                "Note/copy",
+                {
+                    "fromAccountId": notes.account_id,
+                    "accountId": team.jmap_id,
+                    "create": {"k1": {"id": sample["a"], "title": "apple copy"}, "k2": {"id": "n0"}},
+                },
+                "c",
+            ],
+            ["Note/get", {"accountId": team.jmap_id, "ids": ["#k1"], "properties": ["title", "rank", "isPinned"]}, "g"],
+        ],
         using=["urn:ietf:params:jmap:core", "urn:example:jmaptest"],
     )
     (name, copied, _), (_, got, _) = response["methodResponses"]
@@ -170,10 +186,18 @@ def test_copy_between_accounts(jmap, notes, team, sample):
 
 def test_copy_on_success_destroy_original(jmap, notes, team, sample):
     response = jmap.request(
-        [["Note/copy", {
-            "fromAccountId": notes.account_id, "accountId": team.jmap_id,
-            "create": {"k1": {"id": sample["b"]}}, "onSuccessDestroyOriginal": True,
-        }, "c"]],
+        [
+            [
+                "Note/copy",
+                {
+                    "fromAccountId": notes.account_id,
+                    "accountId": team.jmap_id,
+                    "create": {"k1": {"id": sample["b"]}},
+                    "onSuccessDestroyOriginal": True,
+                },
+                "c",
+            ]
+        ],
         using=["urn:ietf:params:jmap:core", "urn:example:jmaptest"],
     )
     (copy_name, _, copy_call), (set_name, destroyed, set_call) = response["methodResponses"]
@@ -186,15 +210,28 @@ def test_copy_errors(notes, other_notes, team, sample):
     same = notes.error("Note/copy", {"fromAccountId": notes.account_id, "create": {}})
     assert same["type"] == "invalidArguments"
     foreign = other_notes.account_id
-    assert notes.error("Note/copy", {"fromAccountId": foreign, "accountId": team.jmap_id, "create": {}})["type"] \
+    assert (
+        notes.error("Note/copy", {"fromAccountId": foreign, "accountId": team.jmap_id, "create": {}})["type"]
         == "fromAccountNotFound"
-    assert notes.error("Note/copy", {"fromAccountId": notes.account_id, "accountId": foreign, "create": {}})["type"] \
+    )
+    assert (
+        notes.error("Note/copy", {"fromAccountId": notes.account_id, "accountId": foreign, "create": {}})["type"]
         == "accountNotFound"
-    mismatch = notes.error("Note/copy", {"fromAccountId": team.jmap_id, "ifFromInState": "77",
-                                         "accountId": notes.account_id, "create": {}})
+    )
+    mismatch = notes.error(
+        "Note/copy", {"fromAccountId": team.jmap_id, "ifFromInState": "77", "accountId": notes.account_id, "create": {}}
+    )
     assert mismatch["type"] == "stateMismatch"
-    result = notes.ok("Note/copy", {"fromAccountId": notes.account_id, "accountId": team.jmap_id,
-                                    "create": {"x": {"id": sample["a"], "created": "2000-01-01T00:00:00Z"},
-                                               "y": {"id": sample["a"], "title": ""}}})
+    result = notes.ok(
+        "Note/copy",
+        {
+            "fromAccountId": notes.account_id,
+            "accountId": team.jmap_id,
+            "create": {
+                "x": {"id": sample["a"], "created": "2000-01-01T00:00:00Z"},
+                "y": {"id": sample["a"], "title": ""},
+            },
+        },
+    )
     assert result["notCreated"]["x"]["type"] == "invalidProperties"
     assert result["notCreated"]["y"]["type"] == "invalidProperties"

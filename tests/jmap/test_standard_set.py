@@ -44,14 +44,31 @@ def test_create_invalid_properties(notes, values, bad):
 def test_creation_id_references_in_any_order_and_across_calls(jmap, notes):
     response = jmap.request(
         [
-            ["Note/set", {"accountId": notes.account_id, "create": {
-                "child": {"title": "Child", "parentId": "#parent"},
-                "parent": {"title": "Parent"},
-            }}, "s1"],
-            ["Note/set", {"accountId": notes.account_id, "create": {"grandchild": {"title": "G", "parentId": "#child"}},
-                          "update": {"#parent": {"rank": 9}}}, "s2"],
-            ["Note/get", {"accountId": notes.account_id, "ids": ["#grandchild", "#child"],
-                          "properties": ["parentId"]}, "g"],
+            [
+                "Note/set",
+                {
+                    "accountId": notes.account_id,
+                    "create": {
+                        "child": {"title": "Child", "parentId": "#parent"},
+                        "parent": {"title": "Parent"},
+                    },
+                },
+                "s1",
+            ],
+            [
+                "Note/set",
+                {
+                    "accountId": notes.account_id,
+                    "create": {"grandchild": {"title": "G", "parentId": "#child"}},
+                    "update": {"#parent": {"rank": 9}},
+                },
+                "s2",
+            ],
+            [
+                "Note/get",
+                {"accountId": notes.account_id, "ids": ["#grandchild", "#child"], "properties": ["parentId"]},
+                "g",
+            ],
         ],
         using=["urn:ietf:params:jmap:core", "urn:example:jmaptest"],
         createdIds={"earlier": "nabc"},
@@ -124,7 +141,9 @@ def test_update_unknown_property_is_invalid_properties(notes):
     ids = notes.create(a={"title": "A"})
     result = notes.ok("Note/set", {"update": {ids["a"]: {"colour": "red"}}})
     assert result["notUpdated"][ids["a"]] == {
-        "type": "invalidProperties", "description": "unknown properties", "properties": ["colour"],
+        "type": "invalidProperties",
+        "description": "unknown properties",
+        "properties": ["colour"],
     }
 
 
@@ -206,13 +225,18 @@ def test_cycle_is_rejected(notes):
 
 def test_type_specific_set_errors_pass_through(notes, settings):
     ids = notes.create(pinned={"title": "P", "isPinned": True}, other={"title": "O"})
-    result = notes.ok("Note/set", {
-        "create": {"big": {"title": "B", "body": "x" * 1001}},
-        "update": {ids["other"]: {"body": "y" * 1001}},
-        "destroy": [ids["pinned"]],
-    })
+    result = notes.ok(
+        "Note/set",
+        {
+            "create": {"big": {"title": "B", "body": "x" * 1001}},
+            "update": {ids["other"]: {"body": "y" * 1001}},
+            "destroy": [ids["pinned"]],
+        },
+    )
     assert result["notCreated"]["big"] == {
-        "type": "tooLarge", "description": "body is limited to 1000 characters", "maxSize": 1000,
+        "type": "tooLarge",
+        "description": "body is limited to 1000 characters",
+        "maxSize": 1000,
     }
     assert result["notUpdated"][ids["other"]]["type"] == "tooLarge"
     assert result["notDestroyed"][ids["pinned"]]["type"] == "forbidden"

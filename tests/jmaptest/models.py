@@ -12,3 +12,6 @@ class Note(models.Model):
     is_pinned = models.BooleanField(default=False)
     parent = models.ForeignKey("self", null=True, on_delete=models.SET_NULL)
     created = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return self.title
