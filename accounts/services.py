@@ -85,9 +85,9 @@ def accessible_accounts(user: User) -> list[AccountAccess]:
     One query: owned accounts and accounts granted to the user (a LEFT JOIN on the grant).
     """
     accounts = (
-        Account.objects.annotate(grant=FilteredRelation("grants", condition=Q(grants__user=user)))
-        .filter(Q(owner=user) | Q(grant__isnull=False))
-        .annotate(grant_may_write=F("grant__may_write"))
+        Account.objects.annotate(share=FilteredRelation("grants", condition=Q(grants__user=user)))
+        .filter(Q(owner=user) | Q(share__isnull=False))
+        .annotate(grant_may_write=F("share__may_write"))
         .order_by("pk")
     )
     return [

@@ -41,6 +41,7 @@ BIN = Path(sys.executable).parent
 CORE = "urn:ietf:params:jmap:core"
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 UPLOAD_SIZE = 1024 * 1024
+SERVICE_PROCESS_NAMES = {"postgres", "redis-server"}
 
 # Targets from the foundation issue, for this 2-core machine.
 TARGET_ECHO_RPS = 2000
@@ -67,34 +68,85 @@ class ServerSpec:
         if self.name == "uvicorn":
             return [
                 [
-                    PYTHON, "-m", "uvicorn", app_asgi, "--host", host, "--port", str(port),
-                    "--workers", str(workers), "--no-access-log", "--lifespan", "off",
-                    "--loop", "uvloop", "--http", "httptools", "--log-level", "warning",
+                    PYTHON,
+                    "-m",
+                    "uvicorn",
+                    app_asgi,
+                    "--host",
+                    host,
+                    "--port",
+                    str(port),
+                    "--workers",
+                    str(workers),
+                    "--no-access-log",
+                    "--lifespan",
+                    "off",
+                    "--loop",
+                    "uvloop",
+                    "--http",
+                    "httptools",
+                    "--log-level",
+                    "warning",
                 ]
-            ]  # fmt: skip
+            ]
         if self.name == "granian-asgi":
             return [
                 [
-                    str(BIN / "granian"), "--interface", "asginl", "--host", host, "--port", str(port),
-                    "--workers", str(workers), "--log-level", "warning", app_asgi,
+                    str(BIN / "granian"),
+                    "--interface",
+                    "asginl",
+                    "--host",
+                    host,
+                    "--port",
+                    str(port),
+                    "--workers",
+                    str(workers),
+                    "--log-level",
+                    "warning",
+                    app_asgi,
                 ]
-            ]  # fmt: skip
+            ]
         if self.name == "granian-wsgi":
             return [
                 [
-                    str(BIN / "granian"), "--interface", "wsgi", "--host", host, "--port", str(port),
-                    "--workers", str(workers), "--blocking-threads", str(threads), "--no-ws",
-                    "--log-level", "warning", app_wsgi,
+                    str(BIN / "granian"),
+                    "--interface",
+                    "wsgi",
+                    "--host",
+                    host,
+                    "--port",
+                    str(port),
+                    "--workers",
+                    str(workers),
+                    "--blocking-threads",
+                    str(threads),
+                    "--no-ws",
+                    "--log-level",
+                    "warning",
+                    app_wsgi,
                 ]
-            ]  # fmt: skip
+            ]
         if self.name == "gunicorn":
             return [
                 [
-                    PYTHON, "-m", "gunicorn", app_wsgi, "--bind", f"{host}:{port}", "--workers", str(workers),
-                    "--worker-class", "gthread", "--threads", str(threads), "--keep-alive", "30",
-                    "--log-level", "warning",
+                    PYTHON,
+                    "-m",
+                    "gunicorn",
+                    app_wsgi,
+                    "--bind",
+                    f"{host}:{port}",
+                    "--workers",
+                    str(workers),
+                    "--worker-class",
+                    "gthread",
+                    "--threads",
+                    str(threads),
+                    "--keep-alive",
+                    "30",
+                    "--log-level",
+                    "warning",
                 ]
-            ]  # fmt: skip
+            ]
         raise ValueError(self.name)
 
 
@@ -146,6 +198,17 @@ def cpu_ticks(pids: list[int]) -> int:
     return sum(table[pid][1] for pid in pids if pid in table)
 
 
+def service_ticks() -> int:
+    """CPU ticks used so far by the PostgreSQL and Redis server processes on this machine."""
+    return sum(ticks for _, ticks, name in process_table().values() if name in SERVICE_PROCESS_NAMES)
+
+
+def busy_ticks() -> int:
+    """CPU ticks spent by the whole machine (all cores) outside idle and iowait."""
+    fields = [int(value) for value in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return sum(fields) - fields[3] - fields[4]
+
+
 def peak_rss_mb(pid: int) -> float | None:
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -182,6 +245,12 @@ class Server:
             self.port = self.listener.getsockname()[1]
             fd = self.listener.fileno()
         self.commands = spec.argv(self.port, workers, threads, fd)
+        if spec.interface == "asgi":
+            # Under ASGI, Django runs each request's sync code in a new thread, and a
+            # persistent connection per thread leaks until PostgreSQL refuses more clients
+            # ("too many clients already"): close the connection after each request.
+            env = {**env, "DATABASE_CONN_MAX_AGE": "0"}
+        self.env_overrides = {"DATABASE_CONN_MAX_AGE": "0"} if spec.interface == "asgi" else {}
         self.log = log.open("ab")
         self.processes = [
             subprocess.Popen(
@@ -272,33 +341,92 @@ def scenarios(setup: dict[str, Any], args: argparse.Namespace, blob_id: str | No
     many, few = args.connections, args.upload_connections
     result = [
         Scenario("session", "GET", "/.well-known/jmap", many, headers=auth, description="session resource"),
-        Scenario("echo", "POST", "/jmap/api/", many, echo_body(1), json_headers, echo_expected(1),
-                 "Core/echo, Basic auth"),
-        Scenario("bare-echo", "POST", "/bench/echo", many, echo_body(1), json_headers, echo_expected(1),
-                 "bare Django view, same JSON"),
-        Scenario("echo-10-refs", "POST", "/jmap/api/", many, echo_body(10), json_headers, echo_expected(10),
-                 "10 Core/echo calls chained with #references"),
-        Scenario("echo", "POST", "/jmap/api/", 1, echo_body(1), json_headers, echo_expected(1),
-                 "one client: latency without queueing"),
-        Scenario("bare-echo", "POST", "/bench/echo", 1, echo_body(1), json_headers, echo_expected(1),
-                 "one client: latency without queueing"),
-        Scenario("upload-1MB", "POST", f"/jmap/upload/{account}/", few, b"",
-                 {**auth, "Content-Type": "application/octet-stream"}, None, "1 MiB blob upload"),
-        Scenario("download-1MB", "GET", f"/jmap/download/{account}/{blob_id}/bench.bin?accept=application/octet-stream",
-                 few, headers=auth, description="1 MiB blob download"),
-    ]  # fmt: skip
+        Scenario(
+            "echo", "POST", "/jmap/api/", many, echo_body(1), json_headers, echo_expected(1), "Core/echo, Basic auth"
+        ),
+        Scenario(
+            "bare-echo",
+            "POST",
+            "/bench/echo",
+            many,
+            echo_body(1),
+            json_headers,
+            echo_expected(1),
+            "bare Django view, same JSON",
+        ),
+        Scenario(
+            "echo-10-refs",
+            "POST",
+            "/jmap/api/",
+            many,
+            echo_body(10),
+            json_headers,
+            echo_expected(10),
+            "10 Core/echo calls chained with #references",
+        ),
+        Scenario(
+            "echo",
+            "POST",
+            "/jmap/api/",
+            1,
+            echo_body(1),
+            json_headers,
+            echo_expected(1),
+            "one client: latency without queueing",
+        ),
+        Scenario(
+            "bare-echo",
+            "POST",
+            "/bench/echo",
+            1,
+            echo_body(1),
+            json_headers,
+            echo_expected(1),
+            "one client: latency without queueing",
+        ),
+        Scenario(
+            "upload-1MB",
+            "POST",
+            f"/jmap/upload/{account}/",
+            few,
+            b"",
+            {**auth, "Content-Type": "application/octet-stream"},
+            None,
+            "1 MiB blob upload",
+        ),
+        Scenario(
+            "download-1MB",
+            "GET",
+            f"/jmap/download/{account}/{blob_id}/bench.bin?accept=application/octet-stream",
+            few,
+            headers=auth,
+            description="1 MiB blob download",
+        ),
+    ]
     if setup.get("token"):
         bearer = {"Authorization": f"Bearer {setup['token']}", "Content-Type": "application/json"}
-        result.insert(2, Scenario("echo-bearer", "POST", "/jmap/api/", many, echo_body(1), bearer, echo_expected(1),
-                                  "Core/echo, Bearer token"))  # fmt: skip
+        result.insert(
+            2,
+            Scenario(
+                "echo-bearer",
+                "POST",
+                "/jmap/api/",
+                many,
+                echo_body(1),
+                bearer,
+                echo_expected(1),
+                "Core/echo, Bearer token",
+            ),
+        )
     return result
 
 
 def check_once(base: str, scenario: Scenario, upload_body: bytes) -> str | None:
     """Send the scenario's request once; return None if the answer is right, else the problem."""
     body = upload_body if scenario.name == "upload-1MB" else scenario.body
-    response = httpx.request(scenario.method, base + scenario.path, content=body or None,
-                             headers=scenario.headers, timeout=30)  # fmt: skip
+    response = httpx.request(
+        scenario.method, base + scenario.path, content=body or None, headers=scenario.headers, timeout=30
+    )
     if response.status_code == 404 and scenario.name in ("upload-1MB", "download-1MB"):
         return f"skipped: {scenario.path.split('/')[2]} endpoint answered 404 (not implemented yet)"
     if not 200 <= response.status_code < 300:
@@ -336,14 +464,36 @@ def load(base: str, scenario: Scenario, duration: float, body_file: Path | None,
     env = {**os.environ, "BENCH_METHOD": scenario.method, "BENCH_BODY_FILE": str(body_file or "")}
     if loadgen == "wrk":
         seconds = max(1, round(duration))  # wrk takes whole seconds
-        argv = ["wrk", "--threads", "1", "--connections", str(scenario.connections), "--duration", f"{seconds}s",
-                "--timeout", "10s", "--script", str(BENCH / "wrk_report.lua")]  # fmt: skip
+        argv = [
+            "wrk",
+            "--threads",
+            "1",
+            "--connections",
+            str(scenario.connections),
+            "--duration",
+            f"{seconds}s",
+            "--timeout",
+            "10s",
+            "--script",
+            str(BENCH / "wrk_report.lua"),
+        ]
         for header in headers:
             argv += ["--header", header]
         argv.append(url)
     else:
-        argv = [PYTHON, "-m", "bench.loadgen", "--url", url, "--method", scenario.method,
-                "--connections", str(scenario.connections), "--duration", str(duration)]  # fmt: skip
+        argv = [
+            PYTHON,
+            "-m",
+            "bench.loadgen",
+            "--url",
+            url,
+            "--method",
+            scenario.method,
+            "--connections",
+            str(scenario.connections),
+            "--duration",
+            str(duration),
+        ]
         if body_file:
             argv += ["--body-file", str(body_file)]
         for header in headers:
@@ -387,10 +537,26 @@ def profile(server: Server, scenario: Scenario, duration: float, loadgen: str, b
     with tempfile.NamedTemporaryFile(suffix=".txt", delete=False) as handle:
         raw_path = Path(handle.name)
     spy = subprocess.Popen(
-        [str(BIN / "py-spy"), "record", "--pid", str(busiest), "--duration", str(int(duration)), "--rate", "250",
-         "--format", "raw", "--function", "--nonblocking", "--output", str(raw_path)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-    )  # fmt: skip
+        [
+            str(BIN / "py-spy"),
+            "record",
+            "--pid",
+            str(busiest),
+            "--duration",
+            str(int(duration)),
+            "--rate",
+            "250",
+            "--format",
+            "raw",
+            "--function",
+            "--nonblocking",
+            "--gil",  # only the thread holding the GIL: Python CPU time, not waits
+            "--output",
+            str(raw_path),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     time.sleep(0.5)
     load(server.base, scenario, duration, body_file, loadgen)
     _, error = spy.communicate(timeout=duration + 30)
@@ -462,8 +628,9 @@ def git_commit() -> str:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="tasks.py bench", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    parser = argparse.ArgumentParser(
+        prog="tasks.py bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--servers", default=",".join(SERVERS), help=f"comma-separated, from: {', '.join(SERVERS)}")
     parser.add_argument("--scenarios", default="", help="comma-separated scenario names (default: all)")
     parser.add_argument("--workers", type=int, default=2, help="server processes (default 2, one per core)")
@@ -472,23 +639,33 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--upload-connections", type=int, default=4, help="clients for 1 MiB up/downloads")
     parser.add_argument("--duration", type=float, default=6.0, help="measured seconds per scenario (default 6)")
     parser.add_argument("--warmup", type=float, default=1.0, help="unmeasured seconds before each scenario")
-    parser.add_argument("--database", default=default_database(),
-                        help="'sqlite' (a fresh file), or postgres://.../NAME with 'bench' in NAME, which is "
-                             "dropped and recreated (default: derived from DATABASE_URL, else sqlite)")  # fmt: skip
+    parser.add_argument(
+        "--database",
+        default=default_database(),
+        help="'sqlite' (a fresh file), or postgres://.../NAME with 'bench' in NAME, which is "
+        "dropped and recreated (default: derived from DATABASE_URL, else sqlite)",
+    )
     parser.add_argument("--redis", default=os.environ.get("REDIS_URL", ""), help="REDIS_URL for the servers")
     parser.add_argument("--fast-hasher", action="store_true", help="FAST_PASSWORD_HASHER=true for the servers")
     parser.add_argument("--loadgen", choices=["auto", "wrk", "python"], default="auto")
-    parser.add_argument("--profile", action="store_true",
-                        help="also sample the busiest worker of each server with py-spy during 'echo'")  # fmt: skip
+    parser.add_argument(
+        "--profile", action="store_true", help="also sample the busiest worker of each server with py-spy during 'echo'"
+    )
     parser.add_argument("--output", type=Path, help="result file (default bench/results/<date>.json)")
     return parser.parse_args(argv)
 
 
 def run_server(spec: ServerSpec, args, env, setup, upload_body, upload_file, loadgen, log_dir) -> dict[str, Any]:
-    print(f"\n== {spec.name}: {spec.description}", flush=True)
+    print(f"\n== {spec.name}: {spec.description}\n{TABLE_HEADER}", flush=True)
     server = Server(spec, env, args.workers, args.threads, log_dir / f"{spec.name}.log")
-    record: dict[str, Any] = {"server": spec.name, "description": spec.description, "interface": spec.interface,
-                              "commands": server.commands, "scenarios": []}  # fmt: skip
+    record: dict[str, Any] = {
+        "env_overrides": server.env_overrides,
+        "server": spec.name,
+        "description": spec.description,
+        "interface": spec.interface,
+        "commands": server.commands,
+        "scenarios": [],
+    }
     try:
         server.wait_ready()
         blob_id, upload_problem = upload_probe(server.base, setup, upload_body)
@@ -496,18 +673,21 @@ def run_server(spec: ServerSpec, args, env, setup, upload_body, upload_file, loa
         for scenario in scenarios(setup, args, blob_id):
             if wanted and scenario.name not in wanted:
                 continue
-            label = f"{scenario.name} c={scenario.connections}"
-            entry: dict[str, Any] = {"scenario": scenario.name, "connections": scenario.connections,
-                                     "description": scenario.description, "status": "not run"}  # fmt: skip
+            entry: dict[str, Any] = {
+                "scenario": scenario.name,
+                "connections": scenario.connections,
+                "description": scenario.description,
+                "status": "not run",
+            }
             record["scenarios"].append(entry)
             if scenario.name == "download-1MB" and blob_id is None:
                 entry["status"] = f"skipped: {upload_problem or 'no blob was uploaded'}"
-                print(f"  {label:<22} {entry['status']}", flush=True)
+                print(table_row(spec.name, entry), flush=True)
                 continue
             problem = check_once(server.base, scenario, upload_body)
             if problem:
                 entry["status"] = problem
-                print(f"  {label:<22} {problem}", flush=True)
+                print(table_row(spec.name, entry), flush=True)
                 continue
             body_file = upload_file if scenario.name == "upload-1MB" else None
             if scenario.body:
@@ -516,9 +696,11 @@ def run_server(spec: ServerSpec, args, env, setup, upload_body, upload_file, loa
             if args.warmup > 0:
                 load(server.base, scenario, args.warmup, body_file, loadgen)
             pids = server.pids()
-            ticks = cpu_ticks(pids)
+            ticks, machine_ticks, db_ticks = cpu_ticks(pids), busy_ticks(), service_ticks()
             numbers = load(server.base, scenario, args.duration, body_file, loadgen)
             server_cpu = (cpu_ticks(pids) - ticks) / CLOCK_TICKS
+            db_cpu = (service_ticks() - db_ticks) / CLOCK_TICKS
+            machine_cpu = (busy_ticks() - machine_ticks) / CLOCK_TICKS
             seconds = numbers["duration_us"] / 1e6
             errors = sum(value for key, value in numbers.items() if key.startswith("errors_"))
             entry.update(
@@ -532,10 +714,13 @@ def run_server(spec: ServerSpec, args, env, setup, upload_body, upload_file, loa
                 errors={key[7:]: value for key, value in numbers.items() if key.startswith("errors_") and value},
                 server_cpu_pct=round(100 * server_cpu / seconds),
                 loadgen_cpu_pct=round(100 * numbers["loadgen_cpu_s"] / seconds),
+                db_cpu_pct=round(100 * db_cpu / seconds),
+                # Whatever else ran on the machine meanwhile (noise; ideally near 0).
+                other_cpu_pct=max(
+                    0, round(100 * (machine_cpu - server_cpu - db_cpu - numbers["loadgen_cpu_s"]) / seconds)
+                ),
             )
-            print(f"  {label:<22} {entry['requests_per_s']:>9.1f} req/s  p50 {entry['p50_ms']:>7.2f} ms  "
-                  f"p99 {entry['p99_ms']:>8.2f} ms  server CPU {entry['server_cpu_pct']:>3}%  "
-                  f"loadgen CPU {entry['loadgen_cpu_pct']:>3}%  {entry['status']}", flush=True)  # fmt: skip
+            print(table_row(spec.name, entry), flush=True)
         if args.profile:
             echo = next(s for s in scenarios(setup, args, blob_id) if s.name == "echo" and s.connections > 1)
             body_file = log_dir / "body-echo.json"
@@ -570,39 +755,57 @@ def summary(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
+TABLE_HEADER = (
+    f"{'server':<14} {'scenario':<13} {'conns':>5} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} "
+    f"{'server%':>7} {'db%':>4} {'loadgen%':>8} {'other%':>6}  status"
+)
+
+
+def table_row(server: str, entry: dict[str, Any]) -> str:
+    start = f"{server:<14} {entry['scenario']:<13} {entry['connections']:>5}"
+    if "requests_per_s" not in entry:
+        return f"{start}  {entry['status']}"
+    return (
+        f"{start} {entry['requests_per_s']:>8.1f} {entry['p50_ms']:>8.2f} {entry['p99_ms']:>8.2f} "
+        f"{entry['server_cpu_pct']:>7} {entry['db_cpu_pct']:>4} {entry['loadgen_cpu_pct']:>8} "
+        f"{entry['other_cpu_pct']:>6}  {entry['status']}"
+    )
+
+
 def print_table(result: dict[str, Any]) -> None:
-    print(f"\nBenchmark {result['date']}  commit {result['commit']}  database {result['database']}  "
-          f"redis {'yes' if result['redis'] else 'no'}  load generator {result['loadgen']} "
-          f"(same machine, shares the {result['cpus']} CPUs)  {result['duration_s']:.0f}s per scenario")  # fmt: skip
-    header = (f"{'server':<14} {'scenario':<14} {'conns':>5} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} "
-              f"{'srv CPU%':>8} {'gen CPU%':>8}  status")  # fmt: skip
-    print(header)
-    print("-" * len(header))
+    print(
+        f"\nBenchmark {result['date']}  commit {result['commit']}  database {result['database']}  "
+        f"redis {'yes' if result['redis'] else 'no'}  load generator {result['loadgen']} "
+        f"(same machine, shares the {result['cpus']} CPUs)  {result['duration_s']:.0f}s per scenario"
+    )
+    print(TABLE_HEADER)
+    print("-" * len(TABLE_HEADER))
     for record in result["servers"]:
         if "error" in record:
             print(f"{record['server']:<14} error: {record['error']}")
-        for s in record["scenarios"]:
-            if "requests_per_s" in s:
-                print(f"{record['server']:<14} {s['scenario']:<14} {s['connections']:>5} {s['requests_per_s']:>9.1f} "
-                      f"{s['p50_ms']:>8.2f} {s['p99_ms']:>8.2f} {s['server_cpu_pct']:>8} {s['loadgen_cpu_pct']:>8}  "
-                      f"{s['status']}")  # fmt: skip
-            else:
-                print(f"{record['server']:<14} {s['scenario']:<14} {s['connections']:>5} {s['status']}")
+        for entry in record["scenarios"]:
+            print(table_row(record["server"], entry))
         rss = ", ".join(f"{p['peak_rss_mb']:.0f}" for p in record.get("processes", []))
         print(f"{record['server']:<14} peak RSS per process (MB): {rss}")
-    print(f"\nTargets: Core/echo >= {TARGET_ECHO_RPS} req/s; JMAP engine adds <= {TARGET_ENGINE_ADDED_P50_MS} ms "
-          "at p50 over the bare view (one client)")  # fmt: skip
+    print(
+        f"\nTargets: Core/echo >= {TARGET_ECHO_RPS} req/s; JMAP engine adds <= {TARGET_ENGINE_ADDED_P50_MS} ms "
+        "at p50 over the bare view (one client)"
+    )
     for row in result["summary"]:
         added = row.get("engine_added_p50_ms")
-        print(f"  {row['server']:<14} echo {row['echo_rps'] or 0:>8.1f} req/s "
-              f"[{'met' if row['echo_target_met'] else 'missed'}]  engine adds "
-              f"{'?' if added is None else f'{added:.2f}'} ms at p50 "
-              f"[{'met' if row['engine_target_met'] else 'missed'}]")  # fmt: skip
+        print(
+            f"  {row['server']:<14} echo {row['echo_rps'] or 0:>8.1f} req/s "
+            f"[{'met' if row['echo_target_met'] else 'missed'}]  engine adds "
+            f"{'?' if added is None else f'{added:.2f}'} ms at p50 "
+            f"[{'met' if row['engine_target_met'] else 'missed'}]"
+        )
     for record in result["servers"]:
         if "profile" in record and "inclusive" in record["profile"]:
             prof = record["profile"]
-            print(f"\nProfile of {record['server']} pid {prof['pid']} ({prof['samples']} samples), "
-                  "inclusive % of samples:")  # fmt: skip
+            print(
+                f"\nProfile of {record['server']} pid {prof['pid']} ({prof['samples']} samples), "
+                "inclusive % of samples:"
+            )
             for frame, pct in prof["inclusive"]:
                 print(f"  {pct:>5.1f}%  {frame}")
             print("self %:")
@@ -640,8 +843,13 @@ def main(argv: list[str] | None = None) -> None:
     if args.fast_hasher:
         env["FAST_PASSWORD_HASHER"] = "true"
     password = secrets.token_urlsafe(16)
-    prepared = subprocess.run([PYTHON, "-m", "bench.setup_data"], cwd=ROOT, env={**env, "BENCH_PASSWORD": password},
-                              capture_output=True, text=True)  # fmt: skip
+    prepared = subprocess.run(
+        [PYTHON, "-m", "bench.setup_data"],
+        cwd=ROOT,
+        env={**env, "BENCH_PASSWORD": password},
+        capture_output=True,
+        text=True,
+    )
     lines = [line for line in prepared.stdout.splitlines() if line.startswith("BENCH_JSON ")]
     if prepared.returncode != 0 or not lines:
         raise SystemExit(f"bench: preparing the database failed:\n{prepared.stdout}\n{prepared.stderr}")
@@ -668,6 +876,7 @@ def main(argv: list[str] | None = None) -> None:
         "workers": args.workers,
         "wsgi_threads": args.threads,
         "duration_s": args.duration,
+        "load_average_before": os.getloadavg(),
         "servers": [],
     }
     try:
@@ -686,8 +895,10 @@ def main(argv: list[str] | None = None) -> None:
         output.parent.mkdir(parents=True, exist_ok=True)
         output.write_text(json.dumps(result, indent=2) + "\n")
         print_table(result)
-        print(f"\nResults written to {output.relative_to(ROOT) if output.is_relative_to(ROOT) else output}; "
-              f"server logs in {work}")  # fmt: skip
+        print(
+            f"\nResults written to {output.relative_to(ROOT) if output.is_relative_to(ROOT) else output}; "
+            f"server logs in {work}"
+        )
 
 
 if __name__ == "__main__":

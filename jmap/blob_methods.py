@@ -38,10 +38,11 @@ def blob_copy(call: CallContext, arguments: dict[str, Any]) -> dict[str, Any]:
     copied: dict[str, str] = {}
     not_copied: dict[str, dict[str, Any]] = {}
     for blob_id in blob_ids:
-        target = blobs.blob_copy(from_account=from_account, to_account=to_account, blob_id=blob_id)
+        target = blobs.blob_copy(from_account=from_account, to_account=to_account, blob_id=blob_id, user=call.user)
         if target is None:
             # RFC 8620 §6.3 names this SetError "notFound"; a blob of an account the
-            # user can't see looks exactly like one that doesn't exist.
+            # user can't see, or another user's unreferenced upload (§6.1), looks exactly
+            # like one that doesn't exist.
             not_copied[blob_id] = SetError("notFound", "No such blob in the source account.").as_dict()
         else:
             copied[blob_id] = blobs.blob_id(target.blob_id)

@@ -123,7 +123,13 @@ def upload_view(request: HttpRequest, account_id: str) -> HttpResponse:
         try:
             # The body is read in bounded chunks: a missing or false Content-Length can't
             # make the server read (or store) more than maxSizeUpload + 1 octets.
-            stored = blobs.blob_store(account=account, stream_or_bytes=request, type=upload_type, max_size=maximum)
+            stored = blobs.blob_store(
+                account=account,
+                stream_or_bytes=request,
+                type=upload_type,
+                max_size=maximum,
+                user=request.jmap_user,
+            )
         except BlobTooLarge:
             raise too_large from None
     response = json_response(
@@ -147,7 +153,7 @@ def download_view(request: HttpRequest, account_id: str, blob_id: str, name: str
     found = _account_for(request, account_id)
     if found is None:
         return _not_found("account")
-    opened = blobs.blob_open(found[0], blob_id)
+    opened = blobs.blob_open(found[0], blob_id, user=request.jmap_user)
     if opened is None:
         return _not_found("blob")
     try:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from jmap.errors import MethodError
 
 _MISSING = object()
+_BAD_ESCAPE = re.compile(r"~(?![01])")
 
 
 def _fail(detail: str) -> MethodError:
@@ -23,6 +25,9 @@ def evaluate_pointer(document: Any, path: str) -> Any:
         return document
     if not path.startswith("/"):
         raise _fail(f"path {path!r} must be empty or start with /")
+    if _BAD_ESCAPE.search(path):
+        # RFC 6901 §3: "~" is only ever the start of "~0" or "~1".
+        raise _fail(f"path {path!r} has a ~ that is not ~0 or ~1")
     return _walk(document, [_unescape(token) for token in path[1:].split("/")], path)
 
 
@@ -30,7 +35,7 @@ def _walk(value: Any, tokens: list[str], path: str) -> Any:
     for position, token in enumerate(tokens):
         if isinstance(value, list):
             if token == "*":
-                rest = tokens[position + 1:]
+                rest = tokens[position + 1 :]
                 mapped: list[Any] = []
                 for item in value:
                     result = _walk(item, rest, path)

@@ -15,15 +15,19 @@ import sys
 import threading
 import time
 import uuid
+from datetime import timedelta
 from pathlib import Path
 from urllib.parse import quote
 
 import pytest
 from django.conf import settings
 from django.db import connection
+from django.utils import timezone
 
-from accounts.models import User
+from accounts.models import Account, User
+from accounts.services import user_create
 from groupware.celery import app as celery_app
+from groupware.core.models import ObjectChange
 from tests.celery_probe import user_create_here
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -89,47 +93,68 @@ class Worker:
             self.process.wait()
 
 
-@pytest.fixture
-def worker(transactional_db):
+@pytest.fixture(scope="module")
+def worker(django_db_setup, django_db_blocker):
     if not settings.REDIS_URL:
         pytest.skip("REDIS_URL is not set, so there is no broker for a worker; CI's run with REDIS_URL covers this")
-    database_url = database_url_for_worker()
+    database_url = database_url_for_worker()  # the test database's name is known from here on
     if database_url is None:
         pytest.skip(
             "the test database is in-memory SQLite, which a worker process cannot open; "
             "CI's run with DATABASE_URL=postgres://... covers this"
         )
-    # A queue of its own, so that no other worker on the same Redis takes the task.
+    # A queue of its own, so that no other worker on the same Redis takes the tasks.
     running = Worker(f"test-{uuid.uuid4().hex[:12]}", database_url)
     try:
         running.wait_ready()
         yield running
     finally:
-        running.stop()  # before the test database is flushed or dropped
+        running.stop()  # before the test database is dropped
 
 
+def wait_for(condition, worker: Worker, what: str, timeout: float = 30):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"{what} did not happen within {timeout:.0f}s; worker log:\n{worker.log()}")
+
+
+@pytest.mark.django_db(transaction=True)
 def test_task_runs_in_a_real_worker_against_the_same_database(worker):
     assert not celery_app.conf.task_always_eager
     email = f"{worker.queue}@example.com"
     user_create_here.apply_async(args=[email], queue=worker.queue)
 
-    deadline = time.monotonic() + 30
-    user = None
-    while user is None and time.monotonic() < deadline:
-        user = User.objects.filter(email=email).first()
-        if user is None:
-            time.sleep(0.1)
-    assert user is not None, f"the task did not write to the database within 30s; worker log:\n{worker.log()}"
+    user = wait_for(lambda: User.objects.filter(email=email).first(), worker, "the worker's write")
     # Written by the worker's process, through the service (the personal account exists too).
     assert user.name == f"created by pid {worker.process.pid}"
     assert worker.process.pid != os.getpid()
     assert user.jmap_accounts.filter(is_personal=True).count() == 1
-    deadline = time.monotonic() + 10
-    while not any("succeeded" in line for line in worker.lines) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert any("tests.celery_probe.user_create_here" in line and "succeeded" in line for line in worker.lines), (
-        worker.log()
+    wait_for(
+        lambda: any("tests.celery_probe.user_create_here" in line and "succeeded" in line for line in worker.lines),
+        worker,
+        "the worker's 'succeeded' log line",
     )
+
+
+@pytest.mark.django_db(transaction=True)
+def test_maintenance_task_purge_changes_runs_in_the_worker(worker):
+    """The real periodic task, sent by name as beat sends it, on the database the test sees."""
+    account = user_create(email="purge@example.com").jmap_accounts.get(is_personal=True)
+    old = timezone.now() - timedelta(seconds=settings.JMAP_CHANGES_RETENTION + 3600)
+    ObjectChange.objects.create(
+        account=account, type_name="Note", object_id="gone", created_modseq=1, modseq=2, destroyed=True, changed=old
+    )
+    ObjectChange.objects.create(account=account, type_name="Note", object_id="recent", created_modseq=3, modseq=4)
+
+    celery_app.send_task("groupware.core.tasks.purge_changes", queue=worker.queue)
+
+    wait_for(lambda: not ObjectChange.objects.filter(object_id="gone").exists(), worker, "the purge")
+    assert list(ObjectChange.objects.values_list("object_id", flat=True)) == ["recent"]
+    wait_for(lambda: Account.objects.get(pk=account.pk).purged_modseq == 2, worker, "the purge floor update")
 
 
 @pytest.mark.django_db
@@ -154,3 +179,21 @@ def test_task_failures_propagate_in_the_embedded_default(db):
     user_create_here.delay("twice@example.com")
     with pytest.raises(Exception, match="already exists"):
         user_create_here.delay("twice@example.com")
+
+
+@pytest.mark.django_db
+def test_embedded_default_runs_purge_changes_in_process():
+    if settings.REDIS_URL:
+        pytest.skip("REDIS_URL is set, so tasks go to the broker; CI's embedded run (no REDIS_URL) covers this")
+    from groupware.core.tasks import purge_changes
+
+    account = user_create(email="purge@example.com").jmap_accounts.get(is_personal=True)
+    old = timezone.now() - timedelta(seconds=settings.JMAP_CHANGES_RETENTION + 3600)
+    ObjectChange.objects.create(
+        account=account, type_name="Note", object_id="gone", created_modseq=1, modseq=2, destroyed=True, changed=old
+    )
+
+    assert purge_changes.delay().get() == 1
+
+    assert not ObjectChange.objects.filter(object_id="gone").exists()
+    assert Account.objects.get(pk=account.pk).purged_modseq == 2

@@ -7,7 +7,10 @@ exists; an ``AccountBlob`` row makes it visible in one account. The JMAP blob id
 type), so identical uploads get the same id (§6.1 allows returning the existing blobId).
 
 Every lookup is scoped to an account: a blob of another account is indistinguishable
-from one that does not exist.
+from one that does not exist. Lookups made for a user (``user=``; the protocol layer
+always passes it) also hide unreferenced blobs that user did not upload or copy into the
+account: RFC 8620 §6.1 says unreferenced blobs "MUST only be accessible to the uploader,
+even in shared accounts". Internal callers (delivery, tasks) may omit ``user``.
 
 Lifetime. ``AccountBlob.refcount`` counts the objects of the account that reference the
 blob; data types call ``blob_pin``/``blob_unpin`` as their objects start and stop
@@ -40,10 +43,10 @@ from django.conf import settings
 from django.core.files import File
 from django.core.files.storage import Storage, storages
 from django.db import transaction
-from django.db.models import Case, Exists, F, OuterRef, Value, When
+from django.db.models import Case, Exists, F, OuterRef, Q, QuerySet, Value, When
 from django.utils import timezone
 
-from accounts.models import Account
+from accounts.models import Account, User
 from groupware.core.models import AccountBlob, Blob
 
 logger = logging.getLogger("groupware.blobs")
@@ -130,17 +133,26 @@ def blob_storage() -> Storage:
 # -- Selectors --------------------------------------------------------------------------
 
 
-def blob_find(account: Account, blob_id: object) -> AccountBlob | None:
+def visible_to(queryset: QuerySet[AccountBlob], user: User | None) -> QuerySet[AccountBlob]:
+    """Only the rows ``user`` may see: referenced ones, or unreferenced ones they uploaded."""
+    if user is None:
+        return queryset
+    uploaded = AccountBlob.uploaders.through.objects.filter(accountblob_id=OuterRef("pk"), user_id=user.pk)
+    return queryset.filter(Q(refcount__gt=0) | Exists(uploaded))
+
+
+def blob_find(account: Account, blob_id: object, *, user: User | None = None) -> AccountBlob | None:
     """The account's row for a blob id (with its ``blob``), or None if it can't see it."""
     sha256 = parse_blob_id(blob_id)
     if sha256 is None:
         return None
-    return AccountBlob.objects.select_related("blob").filter(account_id=account.pk, blob_id=sha256).first()
+    rows = AccountBlob.objects.select_related("blob").filter(account_id=account.pk, blob_id=sha256)
+    return visible_to(rows, user).first()
 
 
-def blob_open(account: Account, blob_id: object) -> OpenBlob | None:
+def blob_open(account: Account, blob_id: object, *, user: User | None = None) -> OpenBlob | None:
     """Open a blob visible in the account for reading, or None (missing or foreign alike)."""
-    account_blob = blob_find(account, blob_id)
+    account_blob = blob_find(account, blob_id, user=user)
     if account_blob is None:
         return None
     sha256 = account_blob.blob_id
@@ -160,9 +172,9 @@ def blob_open(account: Account, blob_id: object) -> OpenBlob | None:
     )
 
 
-def blob_read(account: Account, blob_id: object) -> bytes | None:
+def blob_read(account: Account, blob_id: object, *, user: User | None = None) -> bytes | None:
     """The whole content of a blob visible in the account, or None. For small blobs."""
-    opened = blob_open(account, blob_id)
+    opened = blob_open(account, blob_id, user=user)
     if opened is None:
         return None
     with opened:
@@ -173,9 +185,16 @@ def blob_read(account: Account, blob_id: object) -> bytes | None:
 
 
 def blob_store(
-    *, account: Account, stream_or_bytes: bytes | Readable, type: str, max_size: int | None = None
+    *,
+    account: Account,
+    stream_or_bytes: bytes | Readable,
+    type: str,
+    max_size: int | None = None,
+    user: User | None = None,
 ) -> AccountBlob:
     """Store content in an account and return its row (with ``blob`` loaded).
+
+    ``user`` is the uploader: while the blob is unreferenced, only its uploaders see it.
 
     ``stream_or_bytes`` is read in chunks up to ``max_size`` octets (default: the JMAP
     ``maxSizeUpload``); more raises ``BlobTooLarge`` without storing anything. Content
@@ -192,9 +211,7 @@ def blob_store(
             # Checked again under the lock: the collector may have deleted the file since
             # the write above (it deletes files only while holding this lock).
             _ensure_stored(name, spool, size)
-            account_blob = (
-                AccountBlob.objects.select_for_update().filter(account_id=account.pk, blob_id=sha256).first()
-            )
+            account_blob = AccountBlob.objects.select_for_update().filter(account_id=account.pk, blob_id=sha256).first()
             now = timezone.now()
             if account_blob is None:
                 account_blob = AccountBlob.objects.create(account=account, blob=blob, type=type, created=now)
@@ -203,21 +220,26 @@ def blob_store(
                 if account_blob.refcount == 0:
                     account_blob.created = now
                 account_blob.save(update_fields=["type", "created"])
+            if user is not None:
+                _add_uploader(account_blob, user)
             account_blob.blob = blob
     return account_blob
 
 
-def blob_copy(*, from_account: Account, to_account: Account, blob_id: object) -> AccountBlob | None:
+def blob_copy(
+    *, from_account: Account, to_account: Account, blob_id: object, user: User | None = None
+) -> AccountBlob | None:
     """Make a blob of ``from_account`` visible in ``to_account`` (RFC 8620 §6.3).
 
-    Returns the target row, or None if ``from_account`` can't see the blob. Nothing is
-    copied in storage: both accounts share the content.
+    Returns the target row, or None if ``from_account`` (or ``user`` in it) can't see the
+    blob. Nothing is copied in storage: both accounts share the content. In the target,
+    the copy is an unreferenced blob of ``user``, as if they had uploaded it.
     """
     sha256 = parse_blob_id(blob_id)
     if sha256 is None:
         return None
     with transaction.atomic():
-        source = AccountBlob.objects.filter(account_id=from_account.pk, blob_id=sha256).first()
+        source = visible_to(AccountBlob.objects.filter(account_id=from_account.pk, blob_id=sha256), user).first()
         if source is None:
             return None
         # The lock keeps the collector from removing the content between this check and
@@ -232,23 +254,27 @@ def blob_copy(*, from_account: Account, to_account: Account, blob_id: object) ->
         elif target.refcount == 0:
             target.created = now  # like a re-upload, a copy restarts the unreferenced TTL
             target.save(update_fields=["created"])
+        if user is not None:
+            _add_uploader(target, user)
         target.blob = blob
     return target
 
 
-def blob_pin(account: Account, blob_id: object) -> None:
+def blob_pin(account: Account, blob_id: object, *, user: User | None = None) -> None:
     """Count one more reference to a blob from an object of the account.
 
-    Raises ``BlobNotFound`` if the account can't see the blob (for a create or update,
-    map it to the data type's error, e.g. ``blobNotFound``). Call it in the transaction
-    that stores the referencing object, so a rollback undoes it.
+    Raises ``BlobNotFound`` if the account (or ``user``, the user making the change)
+    can't see the blob; for a create or update, map it to the data type's error (e.g.
+    ``blobNotFound``). Call it in the transaction that stores the referencing object, so
+    a rollback undoes it.
     """
     sha256 = parse_blob_id(blob_id)
     if sha256 is None:
         raise BlobNotFound(blob_id)
     # One UPDATE: if the collector has just deleted the row, it matches nothing (after
     # waiting for the collector's lock) instead of resurrecting a reference to nothing.
-    updated = AccountBlob.objects.filter(account_id=account.pk, blob_id=sha256).update(refcount=F("refcount") + 1)
+    rows = visible_to(AccountBlob.objects.filter(account_id=account.pk, blob_id=sha256), user)
+    updated = rows.update(refcount=F("refcount") + 1)
     if not updated:
         raise BlobNotFound(blob_id)
 
@@ -345,6 +371,13 @@ def _spooled(source: bytes | Readable, limit: int) -> Iterator[tuple[IO[bytes], 
         yield spool, digest.hexdigest(), size
     finally:
         spool.close()
+
+
+def _add_uploader(account_blob: AccountBlob, user: User) -> None:
+    # Under the Blob row lock, so no concurrent insert of the same pair.
+    AccountBlob.uploaders.through.objects.bulk_create(
+        [AccountBlob.uploaders.through(accountblob_id=account_blob.pk, user_id=user.pk)], ignore_conflicts=True
+    )
 
 
 def _is_stored(storage: Storage, name: str, size: int) -> bool:

@@ -29,6 +29,9 @@ class AccountBlob(models.Model):
     type = models.CharField(max_length=255, default="application/octet-stream")
     refcount = models.IntegerField(default=0)
     created = models.DateTimeField(default=timezone.now)
+    # RFC 8620 §6.1: while unreferenced, a blob is visible only to the users who uploaded
+    # (or copied) it into the account, even in a shared account.
+    uploaders = models.ManyToManyField("accounts.User", related_name="+", blank=True)
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["account", "blob"], name="account_blob_unique")]
@@ -36,6 +39,9 @@ class AccountBlob(models.Model):
             models.Index(fields=["created"], condition=models.Q(refcount=0), name="account_blob_unreferenced"),
             models.Index(fields=["blob"], name="account_blob_by_blob"),
         ]
+
+    def __str__(self) -> str:
+        return f"{self.account_id}/{self.blob_id}"
 
 
 class ObjectChange(models.Model):

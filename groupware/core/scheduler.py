@@ -30,8 +30,6 @@ def start_embedded_scheduler() -> bool:
 
 def run_due_tasks(due: dict[str, float], now: float) -> list[str]:
     """Run every schedule entry whose time has come; move its next time on. Returns their names."""
-    from django.db import close_old_connections
-
     ran = []
     for name, entry in settings.CELERY_BEAT_SCHEDULE.items():
         if now < due.setdefault(name, now):
@@ -43,14 +41,16 @@ def run_due_tasks(due: dict[str, float], now: float) -> list[str]:
             ran.append(name)
         except Exception:
             logger.exception("periodic task %s failed", name)
-        finally:
-            close_old_connections()
     return ran
 
 
 def _loop() -> None:
     start = time.monotonic() + 60  # let start-up finish first
     due = {name: start for name in settings.CELERY_BEAT_SCHEDULE}
+    from django.db import close_old_connections
+
     while True:
         run_due_tasks(due, time.monotonic())
+        # This thread's own connection: drop it if it broke or outlived CONN_MAX_AGE.
+        close_old_connections()
         time.sleep(max(1.0, min(due.values()) - time.monotonic()))

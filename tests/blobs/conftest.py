@@ -45,9 +45,9 @@ def download(
     url = f"/jmap/download/{account_id or client.account_id}/{blob_id}/{name}"
     data = {} if accept is None else {"accept": accept}
     response = getattr(client.http, method)(url, data, HTTP_AUTHORIZATION=client.auth, **extra)
-    # Read the body now and close the response, as a server would (that closes the file).
+    # Read the body now: the test client closes a streamed response (and so the blob's
+    # file) once its content is consumed, as a server would.
     response.data = b"".join(response.streaming_content) if response.streaming else response.content
-    response.close()
     return response
 
 

@@ -90,8 +90,15 @@ def test_session_head_and_other_methods(jmap):
 def test_session_has_every_property(jmap):
     session = jmap.session()
     required = {
-        "capabilities", "accounts", "primaryAccounts", "username",
-        "apiUrl", "downloadUrl", "uploadUrl", "eventSourceUrl", "state",
+        "capabilities",
+        "accounts",
+        "primaryAccounts",
+        "username",
+        "apiUrl",
+        "downloadUrl",
+        "uploadUrl",
+        "eventSourceUrl",
+        "state",
     }
     assert required <= set(session)
 
@@ -120,8 +127,13 @@ def test_limits_meet_the_suggested_minimums(jmap):
     # RFC 8620 §2 suggests minimums that let clients use the network efficiently.
     core = jmap.session()["capabilities"][CORE]
     minimums = {
-        "maxSizeUpload": 50_000_000, "maxConcurrentUpload": 4, "maxSizeRequest": 10_000_000,
-        "maxConcurrentRequests": 4, "maxCallsInRequest": 16, "maxObjectsInGet": 500, "maxObjectsInSet": 500,
+        "maxSizeUpload": 50_000_000,
+        "maxConcurrentUpload": 4,
+        "maxSizeRequest": 10_000_000,
+        "maxConcurrentRequests": 4,
+        "maxCallsInRequest": 16,
+        "maxObjectsInGet": 500,
+        "maxObjectsInSet": 500,
     }
     for name, minimum in minimums.items():
         assert core[name] >= minimum, name
