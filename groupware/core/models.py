@@ -68,3 +68,7 @@ class ObjectChange(models.Model):
             models.Index(fields=["account", "type_name", "modseq"], name="object_change_by_modseq"),
             models.Index(fields=["changed"], condition=models.Q(destroyed=True), name="object_change_tombstones"),
         ]
+
+    def __str__(self) -> str:
+        state = "destroyed" if self.destroyed else "changed"
+        return f"{self.type_name} {self.object_id} {state} at {self.modseq}"

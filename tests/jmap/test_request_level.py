@@ -9,6 +9,8 @@ import orjson
 import pytest
 from asgiref.sync import async_to_sync
 from django.core.handlers.asgi import ASGIHandler
+from django.core.signals import request_finished, request_started
+from django.db import close_old_connections
 
 from jmap import views
 from tests.jmap.conftest import USING
@@ -82,7 +84,14 @@ def asgi_post(user_auth: str, chunks: list[bytes], headers: list[tuple[bytes, by
     async def send(message: dict) -> None:
         sent.append(message)
 
-    async_to_sync(ASGIHandler())(scope, receive, send)
+    # As Django's test client does: keep the test's transaction (and connection) open.
+    request_started.disconnect(close_old_connections)
+    request_finished.disconnect(close_old_connections)
+    try:
+        async_to_sync(ASGIHandler())(scope, receive, send)
+    finally:
+        request_started.connect(close_old_connections)
+        request_finished.connect(close_old_connections)
     status = next(message["status"] for message in sent if message["type"] == "http.response.start")
     body = b"".join(message.get("body", b"") for message in sent if message["type"] == "http.response.body")
     return status, body
