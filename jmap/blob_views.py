@@ -20,7 +20,6 @@ from django.http import (
     FileResponse,
     HttpRequest,
     HttpResponse,
-    HttpResponseNotAllowed,
     StreamingHttpResponse,
 )
 
@@ -29,7 +28,7 @@ from accounts.services import accessible_accounts
 from groupware.core import blobs
 from groupware.core.blobs import DEFAULT_TYPE, BlobTooLarge, OpenBlob
 from jmap import errors
-from jmap.http import ConcurrencyLimiter, authenticated, json_response, simple_problem
+from jmap.http import ConcurrencyLimiter, authenticated, json_response, method_not_allowed, simple_problem
 
 _uploads = ConcurrencyLimiter("maxConcurrentUpload")
 
@@ -105,7 +104,7 @@ def _not_found(what: str) -> HttpResponse:
 def upload_view(request: HttpRequest, account_id: str) -> HttpResponse:
     """POST the raw content; 201 with accountId, blobId, type and size (RFC 8620 §6.1)."""
     if request.method != "POST":
-        return HttpResponseNotAllowed(["POST"])
+        return method_not_allowed(["POST"])
     found = _account_for(request, account_id)
     if found is None:
         return _not_found("account")
@@ -149,7 +148,7 @@ def upload_view(request: HttpRequest, account_id: str) -> HttpResponse:
 def download_view(request: HttpRequest, account_id: str, blob_id: str, name: str) -> HttpResponse:
     """GET (or HEAD) a blob as ``name`` with the type from ``accept`` (RFC 8620 §6.2)."""
     if request.method not in ("GET", "HEAD"):
-        return HttpResponseNotAllowed(["GET", "HEAD"])
+        return method_not_allowed(["GET", "HEAD"])
     found = _account_for(request, account_id)
     if found is None:
         return _not_found("account")

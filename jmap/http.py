@@ -32,6 +32,10 @@ def simple_problem(status: int, title: str, detail: str, **headers: str) -> Http
     return response
 
 
+def method_not_allowed(allowed: list[str]) -> HttpResponse:
+    return simple_problem(405, "Method Not Allowed", f"Use {' or '.join(allowed)} here.", Allow=", ".join(allowed))
+
+
 def authenticated(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
     """Authenticate with Basic or Bearer credentials (never a session cookie) and guard errors."""
     from accounts.auth import AuthenticationFailed, authenticate_api

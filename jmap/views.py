@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from django.conf import settings
-from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed
+from django.http import HttpRequest, HttpResponse
 
 from jmap import engine, errors
-from jmap.http import ConcurrencyLimiter, authenticated, json_response
+from jmap.http import ConcurrencyLimiter, authenticated, json_response, method_not_allowed
 from jmap.session import session_resource, session_state
 
 _requests = ConcurrencyLimiter("maxConcurrentRequests")
@@ -15,7 +15,7 @@ _requests = ConcurrencyLimiter("maxConcurrentRequests")
 @authenticated
 def session_view(request: HttpRequest) -> HttpResponse:
     if request.method not in ("GET", "HEAD"):
-        return HttpResponseNotAllowed(["GET", "HEAD"])
+        return method_not_allowed(["GET", "HEAD"])
     response = json_response(session_resource(request.jmap_user, request))
     response["Cache-Control"] = "no-cache, no-store, must-revalidate"
     return response
@@ -24,7 +24,7 @@ def session_view(request: HttpRequest) -> HttpResponse:
 @authenticated
 def api_view(request: HttpRequest) -> HttpResponse:
     if request.method != "POST":
-        return HttpResponseNotAllowed(["POST"])
+        return method_not_allowed(["POST"])
     content_type = request.META.get("CONTENT_TYPE", "").split(";")[0].strip().lower()
     if content_type != "application/json":
         raise errors.not_json("The request must have Content-Type application/json.")

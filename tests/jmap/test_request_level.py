@@ -667,3 +667,10 @@ def test_core_echo_returns_the_same_arguments(jmap, arguments):
 def test_core_echo_is_always_usable_with_core(jmap):
     result = jmap.request([["Core/echo", {"x": 1}, "e"]], using=[CORE, CAPABILITY])
     assert result["methodResponses"] == [["Core/echo", {"x": 1}, "e"]]
+
+
+def test_wrong_http_method_gets_problem_details(jmap):
+    response = jmap.http.get("/jmap/api/", HTTP_AUTHORIZATION=jmap.auth)
+    assert response.status_code == 405
+    assert response["Content-Type"] == "application/problem+json"
+    assert response["Allow"] == "POST"
