@@ -26,6 +26,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "accounts",
     "groupware.core",
+    "groupware.mail",
     "jmap",
     "webmail",
     *env_list("EXTRA_INSTALLED_APPS", []),

@@ -50,7 +50,7 @@ def _parse_since(account: Any, datatype: DataType, state: str) -> tuple[int, int
 
 
 def standard_changes(datatype: DataType, call: CallContext, arguments: dict[str, Any]) -> dict[str, Any]:
-    parsed = a.parse(CHANGES_ARGS, arguments)
+    parsed = a.parse(CHANGES_ARGS + datatype.extra_args.get("changes", ()), arguments)
     account = call.account(parsed["accountId"])
     origin, since, current_state = _parse_since(account, datatype, parsed["sinceState"])
     limit = min(parsed["maxChanges"] or datatype.max_changes, datatype.max_changes)
@@ -77,7 +77,7 @@ def standard_changes(datatype: DataType, call: CallContext, arguments: dict[str,
             created.append(row.object_id)
         else:
             updated.append(row.object_id)
-    return {
+    response = {
         "accountId": account.jmap_id,
         "oldState": parsed["sinceState"],
         "newState": new_state,
@@ -86,3 +86,5 @@ def standard_changes(datatype: DataType, call: CallContext, arguments: dict[str,
         "updated": updated,
         "destroyed": destroyed,
     }
+    response.update(datatype.changes_extra(account, origin, rows))
+    return response

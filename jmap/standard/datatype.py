@@ -72,6 +72,8 @@ class SetContext:
     changes: ChangeSet
     # Creation ids made in this call, for types whose records reference each other.
     created_here: dict[str, str] = field(default_factory=dict)
+    # Values of the type's extra /set arguments (e.g. onDestroyRemoveEmails).
+    options: dict[str, Any] = field(default_factory=dict)
 
     def resolve_id(self, value: Any) -> Any:
         """Map "#creationId" to the id created earlier in this request (None if unknown)."""
@@ -100,6 +102,9 @@ class DataType:
     max_filter_conditions: int = 512
     # Whether /get with ids: null (all records) is supported.
     get_all: bool = True
+    # Type-specific method arguments beyond the standard ones, by method suffix
+    # ("get", "set", "query", "changes"...); their parsed values reach the hooks as options.
+    extra_args: dict[str, tuple[Any, ...]] = {}
 
     # -- records ---------------------------------------------------------------------------
 
@@ -128,6 +133,24 @@ class DataType:
 
     def to_json(self, record: Any, properties: Iterable[str]) -> dict[str, Any]:
         raise NotImplementedError
+
+    def records_to_json(
+        self, account: Account, records: list[Any], properties: list[str], options: dict[str, Any]
+    ) -> list[dict[str, Any]]:
+        """/get's list; override to batch extra loading or to use type-specific options."""
+        return [self.to_json(record, properties) for record in records]
+
+    def query_ids(
+        self, account: Account, filter_tree: dict | None, sort: list[dict] | None, options: dict[str, Any]
+    ) -> list[str]:
+        """Every matching id in query order (override for type-specific query options)."""
+        from jmap.standard.query import ordered_ids
+
+        return ordered_ids(self, account, filter_tree, sort)
+
+    def changes_extra(self, account: Account, origin: int, rows: list[Any]) -> dict[str, Any]:
+        """Extra /changes response arguments (e.g. Mailbox's updatedProperties)."""
+        return {}
 
     # -- writes, through the type's domain services ----------------------------------------
 

@@ -31,10 +31,12 @@ def checked_properties(datatype: DataType, requested: list[str] | None) -> list[
     return names
 
 
-def standard_get(
-    datatype: DataType, call: CallContext, arguments: dict[str, Any], extra_args: tuple = ()
-) -> dict[str, Any]:
-    parsed = a.parse(GET_ARGS + extra_args, arguments)
+def options_of(datatype: DataType, method: str, parsed: dict[str, Any]) -> dict[str, Any]:
+    return {spec.name: parsed[spec.name] for spec in datatype.extra_args.get(method, ())}
+
+
+def standard_get(datatype: DataType, call: CallContext, arguments: dict[str, Any]) -> dict[str, Any]:
+    parsed = a.parse(GET_ARGS + datatype.extra_args.get("get", ()), arguments)
     account = call.account(parsed["accountId"])
     properties = checked_properties(datatype, parsed["properties"])
     # The state is read before the records: if a write lands in between, the client holds
@@ -74,6 +76,6 @@ def standard_get(
     return {
         "accountId": account.jmap_id,
         "state": state,
-        "list": [datatype.to_json(record, properties) for record in found],
+        "list": datatype.records_to_json(account, found, properties, options_of(datatype, "get", parsed)),
         "notFound": not_found,
     }

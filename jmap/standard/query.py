@@ -19,6 +19,7 @@ from jmap.errors import MethodError
 from jmap.standard.changes import since_modseq
 from jmap.standard.collation import COLLATIONS, DEFAULT_COLLATION
 from jmap.standard.datatype import DataType
+from jmap.standard.get import options_of
 
 QUERY_ARGS = (
     a.arg("accountId", a.id_),
@@ -151,10 +152,10 @@ def ordered_ids(datatype: DataType, account: Any, filter_tree: dict | None, sort
 
 
 def standard_query(datatype: DataType, call: CallContext, arguments: dict[str, Any]) -> dict[str, Any]:
-    parsed = a.parse(QUERY_ARGS, arguments)
+    parsed = a.parse(QUERY_ARGS + datatype.extra_args.get("query", ()), arguments)
     account = call.account(parsed["accountId"])
     query_state = type_state(account, datatype.name)
-    ids = ordered_ids(datatype, account, parsed["filter"], parsed["sort"])
+    ids = datatype.query_ids(account, parsed["filter"], parsed["sort"], options_of(datatype, "query", parsed))
     total = len(ids)
     if parsed["anchor"] is not None:
         try:
@@ -186,10 +187,11 @@ def standard_query_changes(datatype: DataType, call: CallContext, arguments: dic
     """Every record changed since the old state is "removed", and re-"added" at its new
     index if it is in the results now: exact for any filter and sort on mutable
     properties (RFC 8620 §5.6 allows the extra removals)."""
-    parsed = a.parse(QUERY_CHANGES_ARGS, arguments)
+    parsed = a.parse(QUERY_CHANGES_ARGS + datatype.extra_args.get("queryChanges", ()), arguments)
     account = call.account(parsed["accountId"])
     since, current_state = since_modseq(account, datatype, parsed["sinceQueryState"])
-    ids = ordered_ids(datatype, account, parsed["filter"], parsed["sort"])
+    options = options_of(datatype, "queryChanges", parsed)
+    ids = datatype.query_ids(account, parsed["filter"], parsed["sort"], options)
     rows = changes_since(account, datatype.name, since, None)
     newest = max([decode_state(current_state) or 0, *(row.modseq for row in rows)])
     changed = {row.object_id: row for row in rows}

@@ -11,6 +11,7 @@ from jmap import args as a
 from jmap.context import CallContext
 from jmap.errors import MethodError, SetError, invalid_properties
 from jmap.standard.datatype import DataType, Prop, SetContext
+from jmap.standard.get import options_of
 from jmap.standard.patch import apply_patch
 
 SET_ARGS = (
@@ -23,14 +24,21 @@ SET_ARGS = (
 
 
 def standard_set(datatype: DataType, call: CallContext, arguments: dict[str, Any]) -> dict[str, Any]:
-    parsed = a.parse(SET_ARGS, arguments)
+    parsed = a.parse(SET_ARGS + datatype.extra_args.get("set", ()), arguments)
     account = call.account(parsed["accountId"], write=True)
     create, update, destroy = parsed["create"] or {}, parsed["update"] or {}, parsed["destroy"] or []
     limit = settings.JMAP["maxObjectsInSet"]
     if len(create) + len(update) + len(destroy) > limit:
         raise MethodError("requestTooLarge", f"at most {limit} objects per /set (maxObjectsInSet)")
     return perform_set(
-        datatype, call, account, if_in_state=parsed["ifInState"], create=create, update=update, destroy=destroy
+        datatype,
+        call,
+        account,
+        if_in_state=parsed["ifInState"],
+        create=create,
+        update=update,
+        destroy=destroy,
+        options=options_of(datatype, "set", parsed),
     )
 
 
@@ -43,13 +51,14 @@ def perform_set(
     create: dict[str, dict],
     update: dict[str, dict],
     destroy: list[str],
+    options: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     with account_changes(account.pk) as changes:
         # The account row is locked: the state can't move until we commit (ifInState is exact).
         old_state = type_state(account, datatype.name)
         if if_in_state is not None and if_in_state != old_state:
             raise MethodError("stateMismatch", "ifInState does not match the current state")
-        ctx = SetContext(call=call, account=account, changes=changes)
+        ctx = SetContext(call=call, account=account, changes=changes, options=options or {})
         created, not_created = _creates(datatype, ctx, create)
         updated, not_updated = _updates(datatype, ctx, update, destroy)
         destroyed, not_destroyed = _destroys(datatype, ctx, destroy)

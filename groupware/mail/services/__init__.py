@@ -1,0 +1,1 @@
+"""Services that own every write to the mail store (one module per topic)."""
