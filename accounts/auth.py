@@ -305,6 +305,11 @@ def _authenticate_basic(credentials: str, address: str | None) -> User:
         _rate_limited(None, address)
         _fail("Malformed Basic credentials.", login=None, address=address)
     login, password = parsed
+    # Credentials verified moments ago are no guess: they skip the failure-limit lookup
+    # (a cache round trip on every request otherwise).
+    user = _cached_basic(login, password)
+    if user is not None:
+        return user
     _rate_limited(login, address)
     user = verify_basic(login, password)
     if user is None:
@@ -313,21 +318,59 @@ def _authenticate_basic(credentials: str, address: str | None) -> User:
     return user
 
 
+def _cached_basic(login: str, password: str) -> User | None:
+    """The user, if these exact credentials were verified within AUTH_CACHE_SECONDS and the
+    user's password hash and active flag are unchanged (one primary-key lookup)."""
+    if settings.AUTH_CACHE_SECONDS <= 0 or _CONTROL.search(login):
+        return None
+    key = CredentialCache.key(login, password)
+    entry = credential_cache.get(key)
+    if entry is None:
+        return None
+    user = _user_by_pk(entry.user_pk)
+    if user is not None and user.is_active and hmac.compare_digest(user.password, entry.password_hash):
+        return user
+    # Changed password or disabled user: forget it; the caller checks from scratch (the
+    # password may also have been set to the same value again).
+    credential_cache.discard(key)
+    return None
+
+
+_user_select: dict[str, tuple[str, list[str]]] = {}
+
+
+def _user_by_pk(pk: int) -> User | None:
+    """A User by primary key through a prepared SELECT: this runs on every cached request,
+    where building the query through the ORM cost more than the database round trip."""
+    from django.db import connections, router
+
+    alias = router.db_for_read(User)
+    connection = connections[alias]
+    prepared = _user_select.get(connection.vendor)
+    if prepared is None:
+        columns = [field.column for field in User._meta.concrete_fields]
+        quote = connection.ops.quote_name
+        # Identifiers come from the model definition; the only value is a bound parameter.
+        select = ", ".join(quote(column) for column in columns)
+        table, key = quote(User._meta.db_table), quote(User._meta.pk.column)
+        sql = f"SELECT {select} FROM {table} WHERE {key} = %s"  # noqa: S608
+        prepared = _user_select[connection.vendor] = (sql, [f.attname for f in User._meta.concrete_fields])
+    sql, attnames = prepared
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [pk])
+        row = cursor.fetchone()
+    return None if row is None else User.from_db(alias, attnames, row)
+
+
 def verify_basic(login: str, password: str) -> User | None:
     """The active user for this login and account password or app password, else None."""
     if _CONTROL.search(login):  # RFC 7617 §2; also keeps the cache key unambiguous
         return None
+    cached = _cached_basic(login, password)
+    if cached is not None:
+        return cached
     ttl = settings.AUTH_CACHE_SECONDS
     key = CredentialCache.key(login, password) if ttl > 0 else None
-    if key is not None:
-        entry = credential_cache.get(key)
-        if entry is not None:
-            user = _unique(User.objects.filter(pk=entry.user_pk))
-            if user is not None and user.is_active and hmac.compare_digest(user.password, entry.password_hash):
-                return user
-            # Changed password or disabled user: forget it and check from scratch below
-            # (the password may also have been set to the same value again).
-            credential_cache.discard(key)
 
     canonical = app_password_canonical(password)
     if canonical is not None:
