@@ -18,7 +18,10 @@ class Mailbox(models.Model):
     parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.PROTECT, related_name="children")
     role = models.CharField(max_length=32, null=True, blank=True)
     sort_order = models.PositiveIntegerField(default=0)
+    # isSubscribed of the account's owner; other users who may see the account subscribe
+    # separately (RFC 8621 §2: "MUST be stored separately per user"): their user pks.
     is_subscribed = models.BooleanField(default=True)
+    shared_subscribers = models.JSONField(default=list, blank=True)
     total_emails = models.PositiveIntegerField(default=0)
     unread_emails = models.PositiveIntegerField(default=0)
     total_threads = models.PositiveIntegerField(default=0)

@@ -1,0 +1,541 @@
+"""Email services (RFC 8621 §4): ingest, copy, update keywords/mailboxes, destroy.
+
+Every write to an Email goes through here, whoever asks (JMAP Email/set, /import and
+/copy, delivery, Sieve, the webmail): the raw message is stored as a blob and parsed
+exactly once, every column /get and /query read is filled from that parse, the Email
+joins a Thread, its memberships and the Mailbox counts move together, the search index
+follows, and each change is recorded in the same transaction (groupware.core.changes).
+
+Part blobs. An EmailBodyPart's blobId (RFC 8621 §4.1.4) is derived, not stored:
+``"p" + <sha256 of the message blob> + "_" + <partId>`` (partIds are digits and dots,
+written with "-" for ".", so the id stays in the Id alphabet of RFC 8620 §1.2). A part
+of a message that is itself an attached message/rfc822 part chains the path:
+``p<sha>_<partId>_<partId>``. ``mail_blob_read`` turns either kind of id (whole blobs
+"b..." and parts "p...") into octets, checking that the account can see the message.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import replace
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+from django.conf import settings
+from django.utils import timezone
+
+from accounts.models import Account, User
+from groupware.core.blobs import (
+    BlobNotFound,
+    blob_copy,
+    blob_id,
+    blob_pin,
+    blob_read,
+    blob_storage,
+    blob_store,
+    parse_blob_id,
+    storage_name,
+)
+from groupware.core.changes import Change, ChangeSet, account_changes
+from groupware.mail.models import Email, EmailMailbox, Mailbox
+from groupware.mail.search import search_index_add
+from groupware.mail.services import threads
+from groupware.mail.services.counts import (
+    EMAIL_TYPE,
+    email_destroy_orphans,
+    email_id,
+    mailbox_counts_apply,
+    thread_snapshot,
+)
+
+DEFAULT_MAX_MESSAGE_SIZE = 50_000_000
+MESSAGE_TYPE = "message/rfc822"
+PART_BLOB_PREFIX = "p"
+
+# RFC 8621 §4.1.1: 1-255 characters of %x21-%x7e, none of ( ) { ] % * " \
+_KEYWORD = re.compile(r"^[\x21-\x7e]{1,255}$")
+_KEYWORD_FORBIDDEN_CHARS = frozenset('(){]%*"\\')
+# IMAP's \Recent is never exposed through JMAP (§4.1.1), so it can't be set either.
+FORBIDDEN_KEYWORDS = frozenset({"$recent"})
+_PART_ID = re.compile(r"^[0-9A-Za-z]+(?:\.[0-9A-Za-z]+)*$")
+_PART_BLOB = re.compile(r"^p([0-9a-f]{64})((?:_[0-9A-Za-z-]+)+)$")
+
+
+# -- Errors -------------------------------------------------------------------------------
+
+
+class EmailError(Exception):
+    """A request the mail store refuses; the protocol layer maps each kind to its error."""
+
+
+class MessageTooLarge(EmailError):
+    def __init__(self, max_size: int) -> None:
+        super().__init__(f"The message is larger than the maximum of {max_size} octets.")
+        self.max_size = max_size
+
+
+class InvalidKeywords(EmailError):
+    def __init__(self, keywords: list[str]) -> None:
+        super().__init__(f"invalid keyword(s): {', '.join(map(repr, keywords))}")
+        self.keywords = keywords
+
+
+class MailboxesInvalid(EmailError):
+    """No mailbox given, or mailboxes that don't exist in the account."""
+
+    def __init__(self, missing: list[int], description: str | None = None) -> None:
+        super().__init__(description or f"no such mailbox(es): {missing}")
+        self.missing = missing
+
+
+class InvalidMessage(EmailError):
+    """The octets can't be parsed as a message (RFC 8621 §4.8 invalidEmail)."""
+
+
+# -- Settings and validation ---------------------------------------------------------------
+
+
+def max_message_size() -> int:
+    """MAIL_MAX_MESSAGE_SIZE (octets): the largest message the store accepts."""
+    return int(getattr(settings, "MAIL_MAX_MESSAGE_SIZE", DEFAULT_MAX_MESSAGE_SIZE))
+
+
+def keyword_normalize(keyword: object) -> str | None:
+    """The keyword in lower case (RFC 8621 §4.1.1: servers return keywords lower-cased),
+    or None if it isn't a valid keyword."""
+    if not isinstance(keyword, str) or not _KEYWORD.match(keyword):
+        return None
+    if any(char in _KEYWORD_FORBIDDEN_CHARS for char in keyword):
+        return None
+    lowered = keyword.lower()
+    if lowered in FORBIDDEN_KEYWORDS:
+        return None
+    return lowered
+
+
+def keywords_normalize(keywords: Mapping[str, Any] | Iterable[str] | None) -> dict[str, bool]:
+    """A valid keyword set ``{keyword: True}`` or InvalidKeywords naming the bad ones.
+
+    A mapping must have ``true`` values only (§4.1.1: "The value for each key in the
+    object MUST be true").
+    """
+    if keywords is None:
+        return {}
+    items = keywords.items() if isinstance(keywords, Mapping) else ((name, True) for name in keywords)
+    result: dict[str, bool] = {}
+    bad: list[str] = []
+    for name, value in items:
+        normal = keyword_normalize(name)
+        if normal is None or value is not True:
+            bad.append(str(name))
+        else:
+            result[normal] = True
+    if bad:
+        raise InvalidKeywords(bad)
+    return dict(sorted(result.items()))
+
+
+def is_unread(keywords: Mapping[str, Any]) -> bool:
+    # RFC 8621 §2: unreadEmails counts Emails with neither $seen nor $draft.
+    return "$seen" not in keywords and "$draft" not in keywords
+
+
+# -- Parsing once ---------------------------------------------------------------------------
+
+
+def message_parse(raw: bytes) -> Any:
+    """Parse a message (groupware.mail.mime); InvalidMessage if it can't be."""
+    from groupware.mail.mime import parse_message
+
+    try:
+        return parse_message(raw)
+    except (ValueError, LookupError, UnicodeError) as exc:
+        raise InvalidMessage(f"the message can't be parsed: {exc}") from None
+
+
+_FIELD_LINE = re.compile(rb"^[\x21-\x39\x3b-\x7e]+[ \t]*:")
+
+
+def message_plausible(raw: bytes) -> bool:
+    """Whether the octets start like a message: a header field (RFC 5322 §2.2, §3.6)."""
+    return _FIELD_LINE.match(raw[:1000]) is not None
+
+
+def _addresses(value: Any) -> list[dict[str, Any]] | None:
+    if value is None:
+        return None
+    return [dict(item) if isinstance(item, Mapping) else _as_dict(item) for item in value]
+
+
+def _as_dict(item: Any) -> dict[str, Any]:
+    return {"name": getattr(item, "name", None), "email": getattr(item, "email", "")}
+
+
+def _sort_address(addresses: list[dict[str, Any]] | None) -> str:
+    # RFC 8621 §4.4.2: the name of the first address, or its email if the name is empty.
+    if not addresses:
+        return ""
+    first = addresses[0]
+    return (first.get("name") or first.get("email") or "").lower()[:320]
+
+
+def _sent_at(value: Any) -> datetime | None:
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return value
+    if isinstance(value, str):
+        try:
+            return datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            return None
+    return None
+
+
+def _columns(parsed: Any) -> dict[str, Any]:
+    """Email columns from a ParsedMessage (everything /get and /query read fast)."""
+    from_ = _addresses(parsed.from_)
+    to = _addresses(parsed.to)
+    subject = parsed.subject
+    return {
+        "sent_at": _sent_at(parsed.sent_at),
+        "subject": subject or "",
+        "base_subject": threads.base_subject(subject),
+        "message_id": parsed.message_id,
+        "in_reply_to": parsed.in_reply_to,
+        "references": parsed.references,
+        "sender": _addresses(parsed.sender),
+        "from_addresses": from_,
+        "to": to,
+        "cc": _addresses(parsed.cc),
+        "bcc": _addresses(parsed.bcc),
+        "reply_to": _addresses(parsed.reply_to),
+        "sort_from": _sort_address(from_),
+        "sort_to": _sort_address(to),
+        "preview": (parsed.preview or "")[:256],
+        "has_attachment": bool(parsed.has_attachment),
+        "parsed": parsed.to_dict(),
+    }
+
+
+def search_fields_of(parsed: Mapping[str, Any] | Any) -> dict[str, str]:
+    """The search index fields (subject, from, to, cc, bcc, body, attachments, headers)
+    of a parsed message, as ParsedMessage or its ``to_dict()`` form."""
+    if isinstance(parsed, Mapping):
+        text = parsed.get("search_text") or parsed.get("searchText")
+    else:
+        text = getattr(parsed, "search_text", None)
+    if isinstance(text, Mapping):
+        return {
+            str(key): value if isinstance(value, str) else " ".join(map(str, value or ()))
+            for key, value in text.items()
+        }
+    if isinstance(text, str):
+        return {"body": text}
+    return {}
+
+
+def _received_header_date(headers: Any) -> datetime | None:
+    """The most recent date of the Received header fields (RFC 5322 §3.6.7: after ";")."""
+    newest: datetime | None = None
+    for header in headers or ():
+        name = header.get("name") if isinstance(header, Mapping) else getattr(header, "name", "")
+        value = header.get("value") if isinstance(header, Mapping) else getattr(header, "value", "")
+        if not isinstance(name, str) or name.lower() != "received" or not isinstance(value, str) or ";" not in value:
+            continue
+        try:
+            when = parsedate_to_datetime(value.rsplit(";", 1)[1].strip())
+        except (TypeError, ValueError, IndexError):
+            continue
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        if newest is None or when > newest:
+            newest = when
+    return newest
+
+
+# -- Part blobs -----------------------------------------------------------------------------
+
+
+def part_blob_id(message_blob_id: str, part_id: str | None) -> str | None:
+    """The blob id of a body part of the message with this blob id (see the module doc)."""
+    if part_id is None or not _PART_ID.match(part_id):
+        return None
+    segment = "_" + part_id.replace(".", "-")
+    sha256 = parse_blob_id(message_blob_id)
+    if sha256 is not None:
+        candidate = f"{PART_BLOB_PREFIX}{sha256}{segment}"
+    elif isinstance(message_blob_id, str) and _PART_BLOB.match(message_blob_id):
+        candidate = message_blob_id + segment
+    else:
+        return None
+    return candidate if len(candidate) <= 255 else None
+
+
+def parse_part_blob_id(value: object) -> tuple[str, list[str]] | None:
+    """(sha256 of the message, [partId, ...] path) behind a part blob id, or None."""
+    if not isinstance(value, str) or len(value) > 255:
+        return None
+    match = _PART_BLOB.match(value)
+    if match is None:
+        return None
+    return match.group(1), [segment.replace("-", ".") for segment in match.group(2)[1:].split("_")]
+
+
+def _find_part(structure: Any, part_id: str) -> Any:
+    stack = [structure]
+    while stack:
+        part = stack.pop()
+        if not isinstance(part, Mapping):
+            continue
+        if part.get("partId") == part_id:
+            return part
+        stack.extend(part.get("subParts") or ())
+    return None
+
+
+def mail_blob_read(account: Account, value: object, *, user: User | None = None) -> bytes | None:
+    """The octets behind a blob id visible in the account: a whole blob ("b...") or a
+    body part of a message blob ("p...", decoded per its Content-Transfer-Encoding).
+    None if the account (or ``user``) can't see it or the part doesn't exist."""
+    if parse_blob_id(value) is not None:
+        return blob_read(account, value, user=user)
+    parsed_id = parse_part_blob_id(value)
+    if parsed_id is None:
+        return None
+    sha256, path = parsed_id
+    data = blob_read(account, blob_id(sha256), user=user)
+    if data is None:
+        return None
+    from groupware.mail.mime import ParsedMessage, part_content
+
+    # A stored Email of this blob already has the structure: no parse for the first level.
+    stored = Email.objects.filter(account_id=account.pk, blob_id=sha256).values_list("parsed", flat=True).first()
+    structure = ParsedMessage.from_dict(stored).body_structure if stored else None
+    for depth, part_id in enumerate(path):
+        if structure is None:
+            structure = message_parse(data).body_structure
+        part = _find_part(_plain(structure), part_id)
+        if part is None:
+            return None
+        data = part_content(data, part)
+        if depth + 1 < len(path):
+            structure = None  # the part is itself a message: parse it for the next step
+    return data
+
+
+def _plain(structure: Any) -> Any:
+    """A body structure as plain dicts (ParsedMessage may hold objects with to_dict)."""
+    if hasattr(structure, "to_dict"):
+        return structure.to_dict()
+    return structure
+
+
+def mail_blob_size(account: Account, value: object, *, user: User | None = None) -> int | None:
+    data = mail_blob_read(account, value, user=user)
+    return None if data is None else len(data)
+
+
+def email_raw(email: Email) -> bytes:
+    """The raw message of a stored Email (the Email row proves the account holds it)."""
+    with blob_storage().open(storage_name(email.blob_id), "rb") as handle:
+        return handle.read()
+
+
+# -- Services -------------------------------------------------------------------------------
+
+
+def _mailbox_pks(account: Account, mailbox_ids: Iterable[int]) -> list[int]:
+    wanted = list(dict.fromkeys(mailbox_ids))
+    if not wanted:
+        # RFC 8621 §4.1.1: an Email belongs to one or more Mailboxes at all times.
+        raise MailboxesInvalid([], "an Email must be in at least one Mailbox")
+    found = set(Mailbox.objects.filter(account_id=account.pk, pk__in=wanted).values_list("pk", flat=True))
+    missing = [pk for pk in wanted if pk not in found]
+    if missing:
+        raise MailboxesInvalid(missing)
+    return wanted
+
+
+def _insert(
+    *,
+    account: Account,
+    changes: ChangeSet,
+    columns: dict[str, Any],
+    sha256: str,
+    size: int,
+    mailbox_pks: list[int],
+    keywords: dict[str, bool],
+    received_at: datetime,
+    search_fields: dict[str, str],
+) -> Email:
+    """Thread, row, memberships, counts, index and change records of a new Email."""
+    ids = threads.threading_ids(columns["message_id"], columns["in_reply_to"], columns["references"])
+    subject_key = columns["base_subject"]
+    candidates = threads.threads_candidates(account=account, message_ids=ids, subject_key=subject_key)
+    # Mailbox counts: snapshot every Thread the message joins or links, before and after.
+    before = thread_snapshot(account.pk, candidates)
+    thread, _merged = threads.thread_for_message(account=account, changes=changes, candidates=candidates)
+    if thread.pk not in before.thread_ids:  # a new Thread: nothing of it to count before
+        before = replace(before, thread_ids=before.thread_ids | {thread.pk})
+    email = Email.objects.create(
+        account=account,
+        thread=thread,
+        blob_id=sha256,
+        size=size,
+        received_at=received_at,
+        keywords=keywords,
+        is_unread=is_unread(keywords),
+        **columns,
+    )
+    EmailMailbox.objects.bulk_create(
+        [
+            EmailMailbox(account=account, mailbox_id=pk, email=email, thread_id=thread.pk, received_at=received_at)
+            for pk in mailbox_pks
+        ]
+    )
+    threads.thread_index(account=account, thread=thread, message_ids=ids, subject_key=subject_key)
+    changes.record(EMAIL_TYPE, email_id(email.pk), Change.CREATED)
+    mailbox_counts_apply(account=account, before=before, after=thread_snapshot(account.pk, before.thread_ids))
+    search_index_add(email=email, fields=search_fields)
+    return email
+
+
+def email_ingest(
+    *,
+    account: Account,
+    raw: bytes,
+    mailbox_ids: Iterable[int],
+    keywords: Mapping[str, Any] | Iterable[str] | None,
+    received_at: datetime | None = None,
+    user: User | None = None,
+) -> Email:
+    """Store a message as a new Email in these mailboxes (pks) with these keywords.
+
+    ``received_at`` defaults to the date of the most recent Received header field, or
+    now if there is none (RFC 8621 §4.8). ``user`` is who adds it (blob visibility).
+    Raises MessageTooLarge (MAIL_MAX_MESSAGE_SIZE), InvalidKeywords, MailboxesInvalid or
+    InvalidMessage; nothing is stored then.
+    """
+    limit = max_message_size()
+    if len(raw) > limit:
+        raise MessageTooLarge(limit)
+    normal_keywords = keywords_normalize(keywords)
+    parsed = message_parse(raw)  # the only parse of this message
+    columns = _columns(parsed)
+    if received_at is None:
+        received_at = _received_header_date(parsed.headers)
+        now = timezone.now()
+        if received_at is None or received_at > now:
+            received_at = now
+    received_at = received_at.replace(microsecond=0)
+    with account_changes(account.pk) as changes:
+        mailbox_pks = _mailbox_pks(account, mailbox_ids)
+        stored = blob_store(account=account, stream_or_bytes=raw, type=MESSAGE_TYPE, max_size=limit, user=user)
+        blob_pin(account, blob_id(stored.blob_id), user=user)
+        return _insert(
+            account=account,
+            changes=changes,
+            columns=columns,
+            sha256=stored.blob_id,
+            size=len(raw),
+            mailbox_pks=mailbox_pks,
+            keywords=normal_keywords,
+            received_at=received_at,
+            search_fields=search_fields_of(parsed),
+        )
+
+
+def email_copy(
+    *,
+    email: Email,
+    account: Account,
+    mailbox_ids: Iterable[int],
+    keywords: Mapping[str, Any] | Iterable[str] | None,
+    received_at: datetime | None = None,
+    user: User | None = None,
+) -> Email:
+    """A copy of a stored Email in another account (RFC 8621 §4.7): same message, blob
+    and parse; its own mailboxes, keywords and receivedAt (default: the original's)."""
+    normal_keywords = keywords_normalize(keywords)
+    source_fields = {
+        name: getattr(email, name)
+        for name in (
+            "sent_at", "subject", "base_subject", "message_id", "in_reply_to", "references", "sender",
+            "from_addresses", "to", "cc", "bcc", "reply_to", "sort_from", "sort_to", "preview",
+            "has_attachment", "parsed",
+        )
+    }  # fmt: skip
+    with account_changes(account.pk) as changes:
+        mailbox_pks = _mailbox_pks(account, mailbox_ids)
+        if email.account_id != account.pk:
+            copied = blob_copy(
+                from_account=email.account, to_account=account, blob_id=blob_id(email.blob_id), user=user
+            )
+            if copied is None:
+                raise BlobNotFound(blob_id(email.blob_id))
+        blob_pin(account, blob_id(email.blob_id), user=user)
+        return _insert(
+            account=account,
+            changes=changes,
+            columns=source_fields,
+            sha256=email.blob_id,
+            size=email.size,
+            mailbox_pks=mailbox_pks,
+            keywords=normal_keywords,
+            received_at=(received_at or email.received_at).replace(microsecond=0),
+            search_fields=search_fields_of(email.parsed),
+        )
+
+
+def email_update(
+    *,
+    email: Email,
+    keywords: Mapping[str, Any] | Iterable[str] | None = None,
+    mailbox_ids: Iterable[int] | None = None,
+) -> Email:
+    """Replace an Email's keywords and/or mailboxes (pks); None leaves one as it is.
+
+    Only the memberships that change are written; the counts of the Mailboxes it
+    leaves, joins or stays in (when unread-ness changes) move accordingly.
+    """
+    account = email.account
+    new_keywords = keywords_normalize(keywords) if keywords is not None else None
+    with account_changes(account.pk) as changes:
+        current = set(EmailMailbox.objects.filter(email_id=email.pk).values_list("mailbox_id", flat=True))
+        target = set(_mailbox_pks(account, mailbox_ids)) if mailbox_ids is not None else current
+        keywords_changed = new_keywords is not None and new_keywords != email.keywords
+        added, removed = target - current, current - target
+        if not keywords_changed and not added and not removed:
+            return email
+        before = thread_snapshot(account.pk, [email.thread_id])
+        if keywords_changed and new_keywords is not None:
+            email.keywords = new_keywords
+            email.is_unread = is_unread(new_keywords)
+            email.save(update_fields=["keywords", "is_unread"])
+        if removed:
+            EmailMailbox.objects.filter(email_id=email.pk, mailbox_id__in=removed).delete()
+        if added:
+            EmailMailbox.objects.bulk_create(
+                [
+                    EmailMailbox(
+                        account=account,
+                        mailbox_id=pk,
+                        email=email,
+                        thread_id=email.thread_id,
+                        received_at=email.received_at,
+                    )
+                    for pk in sorted(added)
+                ]
+            )
+        mailbox_counts_apply(account=account, before=before, after=thread_snapshot(account.pk, [email.thread_id]))
+        changes.record(EMAIL_TYPE, email_id(email.pk), Change.UPDATED)
+    return email
+
+
+def email_destroy(*, email: Email) -> None:
+    """Remove an Email from every Mailbox and the store (RFC 8621 §4.6): counts, its
+    Thread (destroyed with its last Email), the search index and the blob reference."""
+    email_destroy_orphans(email.account, [email.pk])

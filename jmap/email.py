@@ -1,0 +1,876 @@
+"""Email/get, /changes, /set, /copy, /import and /parse (RFC 8621 §4).
+
+(Email/query and Email/queryChanges live in jmap/email_query.py.)
+
+/get reads the columns filled at ingest and the parse stored with each Email: it never
+re-parses a message. The raw message is read (once per Email, without a database query)
+only when bodyValues are asked for. A request costs the same number of queries whatever
+the number of Emails: the state, the Emails, and their memberships when mailboxIds is
+asked for.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from django.conf import settings
+
+from groupware.core.blobs import BlobNotFound, blob_id
+from groupware.core.changes import account_changes, encode_state, type_state
+from groupware.core.ids import is_valid_id
+from groupware.mail import headers as mail_headers
+from groupware.mail.mime import ParsedMessage, body_value
+from groupware.mail.models import Email, EmailMailbox
+from groupware.mail.services import emails as email_services
+from groupware.mail.services.counts import EMAIL_ID_PREFIX, EMAIL_TYPE, mailbox_id, mailbox_pk, thread_id
+from groupware.mail.services.emails import (
+    InvalidKeywords,
+    InvalidMessage,
+    MailboxesInvalid,
+    MessageTooLarge,
+    keyword_normalize,
+    mail_blob_read,
+    part_blob_id,
+)
+from jmap import args as a
+from jmap.context import CallContext
+from jmap.errors import MethodError, SetError, invalid_properties
+from jmap.mail_capability import MAIL, max_mailboxes_per_email, max_size_attachments_per_email
+from jmap.registry import registry
+from jmap.standard import ModelDataType, Prop, SetContext, register_standard_methods
+from jmap.standard.get import GET_ARGS
+from jmap.standard.set import SET_ARGS, _destroys, _updates
+
+# -- Properties ---------------------------------------------------------------------------
+
+# RFC 8621 §4.2: the default when "properties" is omitted or null.
+DEFAULT_GET_PROPERTIES = (
+    "id", "blobId", "threadId", "mailboxIds", "keywords", "size", "receivedAt", "messageId", "inReplyTo",
+    "references", "sender", "from", "to", "cc", "bcc", "replyTo", "subject", "sentAt", "hasAttachment",
+    "preview", "bodyValues", "textBody", "htmlBody", "attachments",
+)  # fmt: skip
+# RFC 8621 §4.9: Email/parse's default.
+DEFAULT_PARSE_PROPERTIES = DEFAULT_GET_PROPERTIES[7:]
+DEFAULT_BODY_PROPERTIES = (
+    "partId", "blobId", "size", "name", "type", "charset", "disposition", "cid", "language", "location",
+)  # fmt: skip
+BODY_PART_PROPERTIES = frozenset({*DEFAULT_BODY_PROPERTIES, "headers", "subParts"})
+METADATA_PROPERTIES = ("id", "blobId", "threadId", "mailboxIds", "keywords", "size", "receivedAt")
+CONVENIENCE_PROPERTIES = (
+    "messageId", "inReplyTo", "references", "sender", "from", "to", "cc", "bcc", "replyTo", "subject", "sentAt",
+)  # fmt: skip
+BODY_PROPERTIES = ("headers", "bodyStructure", "bodyValues", "textBody", "htmlBody", "attachments")
+EMAIL_PROPERTIES = frozenset(
+    {*METADATA_PROPERTIES, *CONVENIENCE_PROPERTIES, *BODY_PROPERTIES, "hasAttachment", "preview"}
+)
+# Properties read from the stored parse (the rest come from columns).
+_NEEDS_PARSE = frozenset(BODY_PROPERTIES)
+# Server-set properties (§4.1): never given on create.
+SERVER_SET = ("id", "blobId", "threadId", "size", "hasAttachment", "preview")
+
+DEFAULT_MAX_KEYWORDS_PER_EMAIL = 256
+
+# RFC 8621 §4.1.3: header:{name}[:as{form}][:all]; a name is printable ASCII but ":".
+_HEADER_PROPERTY = re.compile(r"^header:([\x21-\x39\x3b-\x7e]+)(?::as([A-Za-z]+))?(:all)?$")
+
+
+def max_keywords_per_email() -> int:
+    """MAIL_MAX_KEYWORDS_PER_EMAIL: more keywords on one Email is tooManyKeywords (§4.6)."""
+    return max(int(getattr(settings, "MAIL_MAX_KEYWORDS_PER_EMAIL", DEFAULT_MAX_KEYWORDS_PER_EMAIL)), 1)
+
+
+@dataclass(frozen=True)
+class HeaderProperty:
+    """A parsed ``header:{name}:as{form}:all`` property name."""
+
+    prop: str
+    name: str
+    form: str
+    all: bool
+
+
+def header_property(prop: str) -> HeaderProperty | None:
+    """The header field property named ``prop`` (None if it isn't one); invalidArguments
+    if it is malformed or asks for a form forbidden for that field (RFC 8621 §4.1.2)."""
+    if not prop.startswith("header:"):
+        return None
+    match = _HEADER_PROPERTY.match(prop)
+    form = (match.group(2) or "Raw") if match else ""
+    if match is None or form not in mail_headers.HEADER_FORMS:
+        raise MethodError("invalidArguments", f"{prop} is not a valid header property")
+    name = match.group(1)
+    if not mail_headers.form_allowed(name, form):
+        raise MethodError("invalidArguments", f"{prop}: the {form} form is not allowed for the {name} header field")
+    return HeaderProperty(prop=prop, name=name, form=form, all=match.group(3) is not None)
+
+
+def checked_email_properties(requested: list[str] | None, default: tuple[str, ...]) -> list[str]:
+    if requested is None:
+        return list(default)
+    unknown = []
+    for prop in requested:
+        if prop not in EMAIL_PROPERTIES and header_property(prop) is None:
+            unknown.append(prop)
+    if unknown:
+        raise MethodError("invalidArguments", f"unknown properties: {', '.join(sorted(set(unknown)))}")
+    return list(dict.fromkeys(requested))
+
+
+def checked_body_properties(requested: list[str] | None) -> list[str]:
+    if requested is None:
+        return list(DEFAULT_BODY_PROPERTIES)
+    unknown = [prop for prop in requested if prop not in BODY_PART_PROPERTIES and header_property(prop) is None]
+    if unknown:
+        raise MethodError("invalidArguments", f"unknown body properties: {', '.join(sorted(set(unknown)))}")
+    return list(dict.fromkeys(requested))
+
+
+BODY_ARGS = (
+    a.arg("bodyProperties", a.nullable(a.list_of(a.string)), None),
+    a.arg("fetchTextBodyValues", a.boolean, False),
+    a.arg("fetchHTMLBodyValues", a.boolean, False),
+    a.arg("fetchAllBodyValues", a.boolean, False),
+    a.arg("maxBodyValueBytes", a.unsigned, 0),
+)
+
+
+# -- Rendering ----------------------------------------------------------------------------
+
+
+def utc_date(value: datetime | None) -> str | None:
+    """RFC 8620 §1.4 UTCDate: "Z" and no fractional seconds."""
+    if value is None:
+        return None
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass
+class BodyOptions:
+    properties: list[str]
+    fetch_text: bool
+    fetch_html: bool
+    fetch_all: bool
+    max_bytes: int
+
+    @classmethod
+    def from_args(cls, parsed: dict[str, Any]) -> BodyOptions:
+        return cls(
+            properties=checked_body_properties(parsed["bodyProperties"]),
+            fetch_text=parsed["fetchTextBodyValues"],
+            fetch_html=parsed["fetchHTMLBodyValues"],
+            fetch_all=parsed["fetchAllBodyValues"],
+            max_bytes=parsed["maxBodyValueBytes"],
+        )
+
+
+class MessageView:
+    """What an Email's JSON is made of: a stored Email (metadata and columns) or a parsed
+    blob (Email/parse: metadata null), plus the parse and a way to read the raw octets."""
+
+    def __init__(
+        self,
+        *,
+        message_blob_id: str,
+        size: int,
+        parsed: ParsedMessage | None,
+        raw: Callable[[], bytes],
+        email: Email | None = None,
+        mailbox_ids: list[int] | None = None,
+    ) -> None:
+        self.message_blob_id = message_blob_id
+        self.size = size
+        self._parsed = parsed
+        self._raw_loader = raw
+        self._raw: bytes | None = None
+        self.email = email
+        self.mailbox_ids = mailbox_ids
+
+    @property
+    def parsed(self) -> ParsedMessage:
+        if self._parsed is None:
+            assert self.email is not None
+            self._parsed = ParsedMessage.from_dict(self.email.parsed)
+        return self._parsed
+
+    def raw(self) -> bytes:
+        if self._raw is None:
+            self._raw = self._raw_loader()
+        return self._raw
+
+    # Convenience header properties (§4.1.3): columns of a stored Email, else the parse.
+
+    def convenience(self, prop: str) -> Any:
+        email = self.email
+        if email is None:
+            parsed = self.parsed
+            values = {
+                "messageId": parsed.message_id,
+                "inReplyTo": parsed.in_reply_to,
+                "references": parsed.references,
+                "sender": parsed.sender,
+                "from": parsed.from_,
+                "to": parsed.to,
+                "cc": parsed.cc,
+                "bcc": parsed.bcc,
+                "replyTo": parsed.reply_to,
+                "subject": parsed.subject,
+                "sentAt": parsed.sent_at,
+                "hasAttachment": parsed.has_attachment,
+                "preview": parsed.preview,
+            }
+            value = values[prop]
+            if prop == "sentAt" and isinstance(value, datetime):
+                return value.isoformat()
+            return _jsonable(value)
+        if prop == "subject":
+            # The column can't tell an empty Subject from none; an empty one reads as none.
+            return email.subject or None
+        if prop == "sentAt":
+            return utc_date(email.sent_at)
+        column = {
+            "messageId": "message_id",
+            "inReplyTo": "in_reply_to",
+            "references": "references",
+            "sender": "sender",
+            "from": "from_addresses",
+            "to": "to",
+            "cc": "cc",
+            "bcc": "bcc",
+            "replyTo": "reply_to",
+            "hasAttachment": "has_attachment",
+            "preview": "preview",
+        }[prop]
+        return getattr(email, column)
+
+
+def _jsonable(value: Any) -> Any:
+    if hasattr(value, "to_dict"):
+        return value.to_dict()
+    if isinstance(value, list):
+        return [_jsonable(item) for item in value]
+    if isinstance(value, tuple):
+        return [_jsonable(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _jsonable(item) for key, item in value.items()}
+    return value
+
+
+def _part_dict(part: Any) -> dict[str, Any]:
+    return part if isinstance(part, dict) else _jsonable(part)
+
+
+def render_part(view: MessageView, part: Any, options: BodyOptions, *, recurse: bool) -> dict[str, Any]:
+    """An EmailBodyPart with the requested bodyProperties (§4.1.4)."""
+    data = _part_dict(part)
+    result: dict[str, Any] = {}
+    for prop in options.properties:
+        if prop == "blobId":
+            given = data.get("blobId")
+            result[prop] = given if given is not None else part_blob_id(view.message_blob_id, data.get("partId"))
+        elif prop == "subParts":
+            subparts = data.get("subParts")
+            if subparts is None or not recurse:
+                result[prop] = None
+            else:
+                result[prop] = [render_part(view, sub, options, recurse=True) for sub in subparts]
+        elif prop.startswith("header:"):
+            header = header_property(prop)
+            assert header is not None
+            result[prop] = mail_headers.header_value(data.get("headers") or [], header.name, header.form, header.all)
+        else:
+            result[prop] = data.get(prop)
+    if recurse and "subParts" not in options.properties and data.get("subParts") is not None:
+        # Without subParts a multipart bodyStructure would lose its tree; bodyProperties
+        # that leave it out still get it there (the flat lists never have it).
+        result["subParts"] = [render_part(view, sub, options, recurse=True) for sub in data["subParts"]]
+    return result
+
+
+def _leaves(part: Any) -> Iterable[dict[str, Any]]:
+    data = _part_dict(part)
+    subparts = data.get("subParts")
+    if subparts is None:
+        yield data
+        return
+    for sub in subparts:
+        yield from _leaves(sub)
+
+
+def render_body_values(view: MessageView, options: BodyOptions) -> dict[str, Any]:
+    """bodyValues (§4.1.4): text/* parts chosen by the fetch*BodyValues arguments."""
+    wanted: dict[str, dict[str, Any]] = {}
+    parsed = view.parsed
+    groups = []
+    if options.fetch_text:
+        groups.append(parsed.text_body or [])
+    if options.fetch_html:
+        groups.append(parsed.html_body or [])
+    if options.fetch_all and parsed.body_structure is not None:
+        groups.append(list(_leaves(parsed.body_structure)))
+    for group in groups:
+        for part in group:
+            data = _part_dict(part)
+            part_id = data.get("partId")
+            if part_id is not None and str(data.get("type", "")).lower().startswith("text/"):
+                wanted.setdefault(part_id, data)
+    if not wanted:
+        return {}
+    raw = view.raw()  # read once for every part of this message
+    values = {}
+    for part_id, data in wanted.items():
+        value = body_value(raw, data, options.max_bytes or None)
+        values[part_id] = _jsonable(value)
+    return values
+
+
+def render_email(view: MessageView, properties: list[str], options: BodyOptions) -> dict[str, Any]:
+    email = view.email
+    result: dict[str, Any] = {}
+    for prop in properties:
+        if prop == "id":
+            result[prop] = email_id_of(email.pk) if email else None
+        elif prop == "blobId":
+            result[prop] = view.message_blob_id
+        elif prop == "threadId":
+            result[prop] = thread_id(email.thread_id) if email else None
+        elif prop == "mailboxIds":
+            result[prop] = {mailbox_id(pk): True for pk in view.mailbox_ids or ()} if email else None
+        elif prop == "keywords":
+            result[prop] = dict(email.keywords) if email else None
+        elif prop == "size":
+            result[prop] = view.size
+        elif prop == "receivedAt":
+            result[prop] = utc_date(email.received_at) if email else None
+        elif prop in CONVENIENCE_PROPERTIES or prop in ("hasAttachment", "preview"):
+            result[prop] = view.convenience(prop)
+        elif prop == "headers":
+            result[prop] = _jsonable(view.parsed.headers)
+        elif prop == "bodyStructure":
+            structure = view.parsed.body_structure
+            result[prop] = render_part(view, structure, options, recurse=True) if structure is not None else None
+        elif prop == "textBody":
+            result[prop] = [render_part(view, part, options, recurse=False) for part in view.parsed.text_body or []]
+        elif prop == "htmlBody":
+            result[prop] = [render_part(view, part, options, recurse=False) for part in view.parsed.html_body or []]
+        elif prop == "attachments":
+            result[prop] = [render_part(view, part, options, recurse=False) for part in view.parsed.attachments or []]
+        elif prop == "bodyValues":
+            result[prop] = render_body_values(view, options)
+        else:
+            header = header_property(prop)
+            assert header is not None
+            result[prop] = mail_headers.header_value(
+                _jsonable(view.parsed.headers), header.name, header.form, header.all
+            )
+    return result
+
+
+def email_id_of(pk: int) -> str:
+    return EMAIL.object_id_from_key(pk)
+
+
+# -- The data type (Email/changes, Email/copy and the update/destroy half of /set) ----------
+
+
+def _check_mailbox_ids(value: Any, name: str) -> dict[str, bool]:
+    if not isinstance(value, dict) or not value:
+        raise MethodError("invalidArguments", f"{name} must be a non-empty Id[Boolean] with true values")
+    for key, flag in value.items():
+        ref = key[1:] if key.startswith("#") else key
+        if not is_valid_id(ref) or flag is not True:
+            raise MethodError("invalidArguments", f"{name}/{key}: must be a Mailbox id set to true")
+    return value
+
+
+def _check_keywords(value: Any, name: str) -> dict[str, bool]:
+    if not isinstance(value, dict):
+        raise MethodError("invalidArguments", f"{name} must be a String[Boolean] with true values")
+    bad = [key for key, flag in value.items() if flag is not True or keyword_normalize(key) is None]
+    if bad:
+        raise MethodError("invalidArguments", f"{name}: invalid keyword(s) {', '.join(map(repr, sorted(bad)))}")
+    return {keyword_normalize(key): True for key in value}  # type: ignore[misc]
+
+
+def _check_utc_date(value: Any, name: str) -> datetime:
+    if not isinstance(value, str):
+        raise MethodError("invalidArguments", f"{name} must be a UTCDate")
+    parsed = parse_utc_date(value)
+    if parsed is None:
+        raise MethodError("invalidArguments", f"{name} must be a UTCDate like 2024-01-31T12:00:00Z")
+    return parsed
+
+
+_UTC_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d+)?Z$")
+
+
+def parse_utc_date(value: str) -> datetime | None:
+    """RFC 8620 §1.4 UTCDate (time-offset "Z"; fractional seconds allowed, dropped)."""
+    if not _UTC_DATE.match(value):
+        return None
+    try:
+        return datetime.fromisoformat(value[:19]).replace(tzinfo=UTC)
+    except ValueError:
+        return None
+
+
+class EmailType(ModelDataType):
+    name = EMAIL_TYPE
+    capability = MAIL
+    model = Email
+    id_prefix = EMAIL_ID_PREFIX
+    properties = {
+        **{name: Prop(name, server_set=True) for name in SERVER_SET},
+        "mailboxIds": Prop("mailboxIds", _check_mailbox_ids),
+        "keywords": Prop("keywords", _check_keywords, default=dict),
+        "receivedAt": Prop("receivedAt", _check_utc_date, immutable=True),
+        **{name: Prop(name, immutable=True) for name in (*CONVENIENCE_PROPERTIES, *BODY_PROPERTIES)},
+    }
+
+    def load(self, account: Any, keys: Iterable[Any] | None, *, for_update: bool = False) -> dict[Any, Any]:
+        """Emails with their mailbox pks (``mailbox_pks``): two queries for any number."""
+        query = self.queryset(account)
+        if keys is not None:
+            query = query.filter(pk__in=list(keys))
+        if for_update:
+            query = query.select_for_update()
+        records = {record.pk: record for record in query}
+        attach_mailboxes(records)
+        return records
+
+    def all_properties(self) -> list[str]:
+        # What /set update compares a patch against: only these are mutable (§4.1.1).
+        return ["id", "mailboxIds", "keywords"]
+
+    def to_json(self, record: Email, properties: Iterable[str]) -> dict[str, Any]:
+        result: dict[str, Any] = {}
+        for name in properties:
+            if name == "id":
+                result[name] = self.object_id(record)
+            elif name == "mailboxIds":
+                result[name] = {mailbox_id(pk): True for pk in record.mailbox_pks}
+            elif name == "keywords":
+                result[name] = dict(record.keywords)
+            elif name == "receivedAt":
+                result[name] = utc_date(record.received_at)
+        return result
+
+    # Email/copy (§4.7): the original's message with the target's mailboxes and keywords.
+
+    def copy_values(self, record: Email) -> dict[str, Any]:
+        return {_SOURCE: record, **self.to_json(record, ["mailboxIds", "keywords"])}
+
+    def create(self, ctx: SetContext, values: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+        source: Email = values[_SOURCE]
+        others = sorted(name for name in values if name not in (_SOURCE, "mailboxIds", "keywords", "receivedAt"))
+        if others:
+            raise invalid_properties(others, "only mailboxIds, keywords and receivedAt may be set on copy")
+        mailbox_pks = resolve_mailboxes(ctx, values["mailboxIds"])
+        keywords = checked_keyword_count(values["keywords"])
+        with _service_errors():
+            copy = email_services.email_copy(
+                email=source,
+                account=ctx.account,
+                mailbox_ids=mailbox_pks,
+                keywords=keywords,
+                received_at=values.get("receivedAt"),
+                user=ctx.call.user,
+            )
+        return copy, created_extra(copy)
+
+    def update(self, ctx: SetContext, record: Email, values: dict[str, Any]) -> dict[str, Any] | None:
+        mailbox_pks = resolve_mailboxes(ctx, values["mailboxIds"]) if "mailboxIds" in values else None
+        keywords = checked_keyword_count(values["keywords"]) if "keywords" in values else None
+        with _service_errors():
+            email_services.email_update(email=record, keywords=keywords, mailbox_ids=mailbox_pks)
+        return None
+
+    def destroy(self, ctx: SetContext, record: Email) -> None:
+        email_services.email_destroy(email=record)
+
+
+_SOURCE = "\x00source"  # the original Email, passed from copy_values to create
+
+
+def attach_mailboxes(records: dict[int, Email]) -> None:
+    """Set ``mailbox_pks`` on each Email (one query)."""
+    by_email: dict[int, list[int]] = {pk: [] for pk in records}
+    if records:
+        rows = EmailMailbox.objects.filter(email_id__in=list(records)).order_by("mailbox_id")
+        for email_pk, mailbox in rows.values_list("email_id", "mailbox_id"):
+            by_email[email_pk].append(mailbox)
+    for pk, record in records.items():
+        record.mailbox_pks = by_email[pk]
+
+
+def created_extra(email: Email) -> dict[str, Any]:
+    # RFC 8621 §4.6, §4.7, §4.8: created Emails report id, blobId, threadId and size.
+    return {"blobId": blob_id(email.blob_id), "threadId": thread_id(email.thread_id), "size": email.size}
+
+
+def resolve_mailboxes(ctx: SetContext, value: Mapping[str, Any]) -> list[int]:
+    """Mailbox pks for a mailboxIds value ("#creationId" keys allowed, RFC 8620 §5.3)."""
+    pks: list[int] = []
+    bad: list[str] = []
+    for key in value:
+        resolved = ctx.resolve_id(key) if key.startswith("#") else key
+        pk = mailbox_pk(resolved) if resolved else None
+        if pk is None:
+            bad.append(key)
+        else:
+            pks.append(pk)
+    if bad:
+        raise invalid_properties(["mailboxIds"], f"no such mailbox(es): {', '.join(bad)}")
+    limit = max_mailboxes_per_email()
+    if limit is not None and len(set(pks)) > limit:
+        raise SetError("tooManyMailboxes", f"an Email may be in at most {limit} mailboxes")
+    return pks
+
+
+def checked_keyword_count(keywords: dict[str, bool]) -> dict[str, bool]:
+    limit = max_keywords_per_email()
+    if len(keywords) > limit:
+        raise SetError("tooManyKeywords", f"an Email may have at most {limit} keywords")
+    return keywords
+
+
+@contextmanager
+def _service_errors() -> Iterator[None]:
+    """Map the mail services' refusals to SetErrors."""
+    try:
+        yield
+    except MailboxesInvalid as error:
+        raise invalid_properties(["mailboxIds"], str(error)) from None
+    except InvalidKeywords as error:
+        raise invalid_properties(["keywords"], str(error)) from None
+    except MessageTooLarge as error:
+        raise SetError("tooLarge", str(error), maxSize=error.max_size) from None
+    except InvalidMessage as error:
+        raise SetError("invalidEmail", str(error)) from None
+    except BlobNotFound as error:
+        raise SetError("blobNotFound", "the message blob is gone", notFound=[str(error.blob_id)]) from None
+
+
+EMAIL = EmailType()
+register_standard_methods(EMAIL, ("changes", "copy"))
+
+
+# -- Email/get ------------------------------------------------------------------------------
+
+
+EMAIL_GET_ARGS = GET_ARGS + BODY_ARGS
+
+
+@registry.method("Email/get", capability=MAIL)
+def email_get(call: CallContext, arguments: dict[str, Any]) -> dict[str, Any]:
+    parsed = a.parse(EMAIL_GET_ARGS, arguments)
+    account = call.account(parsed["accountId"])
+    properties = checked_email_properties(parsed["properties"], DEFAULT_GET_PROPERTIES)
+    if "id" not in properties:
+        properties.insert(0, "id")
+    options = BodyOptions.from_args(parsed)
+    # The state is read before the records (see jmap.standard.get).
+    state = type_state(account, EMAIL_TYPE)
+    requested = parsed["ids"]
+    limit = settings.JMAP["maxObjectsInGet"]
+    if requested is None:
+        # Every Email of a mailbox store is no reasonable answer: ask for ids (§5.1 allows it).
+        raise MethodError("requestTooLarge", "ids must be given for Email/get; use Email/query")
+    if len(requested) > limit:
+        raise MethodError("requestTooLarge", f"at most {limit} ids per call (maxObjectsInGet)")
+    not_found: list[str] = []
+    keys: dict[int, str] = {}
+    for given in dict.fromkeys(requested):
+        object_id = given
+        if given.startswith("#"):
+            object_id = call.created_id(given[1:]) or given
+        key = EMAIL.parse_id(object_id)
+        if key is None:
+            not_found.append(given)
+        else:
+            keys[key] = given
+    records: dict[int, Email] = {}
+    if keys:
+        query = Email.objects.filter(account_id=account.pk, pk__in=list(keys))
+        if not any(prop in _NEEDS_PARSE or prop.startswith("header:") for prop in properties):
+            query = query.defer("parsed")  # the big column, only for structure and headers
+        records = {record.pk: record for record in query}
+        if "mailboxIds" in properties:
+            attach_mailboxes(records)
+    found = []
+    for key, given in keys.items():
+        record = records.get(key)
+        if record is None:
+            not_found.append(given)
+        else:
+            view = MessageView(
+                message_blob_id=blob_id(record.blob_id),
+                size=record.size,
+                parsed=None,
+                raw=lambda record=record: email_services.email_raw(record),
+                email=record,
+                mailbox_ids=getattr(record, "mailbox_pks", None),
+            )
+            found.append(render_email(view, properties, options))
+    return {"accountId": account.jmap_id, "state": state, "list": found, "notFound": not_found}
+
+
+# -- Email/set --------------------------------------------------------------------------
+
+
+@registry.method("Email/set", capability=MAIL, writes=True)
+def email_set(call: CallContext, arguments: dict[str, Any]) -> dict[str, Any]:
+    parsed = a.parse(SET_ARGS, arguments)
+    account = call.account(parsed["accountId"], write=True)
+    create, update, destroy = parsed["create"] or {}, parsed["update"] or {}, parsed["destroy"] or []
+    limit = settings.JMAP["maxObjectsInSet"]
+    if len(create) + len(update) + len(destroy) > limit:
+        raise MethodError("requestTooLarge", f"at most {limit} objects per /set (maxObjectsInSet)")
+    with account_changes(account.pk) as changes:
+        old_state = type_state(account, EMAIL_TYPE)
+        if parsed["ifInState"] is not None and parsed["ifInState"] != old_state:
+            raise MethodError("stateMismatch", "ifInState does not match the current state")
+        ctx = SetContext(call=call, account=account, changes=changes)
+        created: dict[str, Any] = {}
+        not_created: dict[str, Any] = {}
+        for cid, values in create.items():
+            try:
+                with changes.savepoint():
+                    email = email_create(ctx, values)
+            except SetError as error:
+                not_created[cid] = error.as_dict()
+                continue
+            object_id = email_id_of(email.pk)
+            call.add_created_id(cid, object_id)
+            ctx.created_here[cid] = object_id
+            created[cid] = {"id": object_id, **created_extra(email)}
+        updated, not_updated = _updates(EMAIL, ctx, update, destroy)
+        destroyed, not_destroyed = _destroys(EMAIL, ctx, destroy)
+        touched = changes.touched_types().get(EMAIL_TYPE)
+    return {
+        "accountId": account.jmap_id,
+        "oldState": old_state,
+        "newState": encode_state(touched) if touched is not None else old_state,
+        "created": created or None,
+        "updated": updated or None,
+        "destroyed": destroyed or None,
+        "notCreated": not_created or None,
+        "notUpdated": not_updated or None,
+        "notDestroyed": not_destroyed or None,
+    }
+
+
+def email_create(ctx: SetContext, values: dict[str, Any]) -> Email:
+    """One Email/set create (RFC 8621 §4.6): compose the message, then ingest it."""
+    from groupware.mail.compose import ComposeError, compose_message
+
+    server_set = [name for name in values if name in SERVER_SET]
+    if server_set:
+        raise invalid_properties(server_set, "these properties are set by the server")
+    if "mailboxIds" not in values:
+        raise invalid_properties(["mailboxIds"], "mailboxIds is required: an Email is always in a Mailbox")
+    meta = {}
+    problems = []
+    for name in ("mailboxIds", "keywords", "receivedAt"):
+        if name in values:
+            try:
+                meta[name] = EMAIL.properties[name].check(values[name], name)
+            except MethodError as error:
+                problems.append((name, error.description or name))
+    if problems:
+        raise invalid_properties([name for name, _ in problems], "; ".join(text for _, text in problems))
+    mailbox_pks = resolve_mailboxes(ctx, meta["mailboxIds"])
+    keywords = checked_keyword_count(meta.get("keywords", {}))
+    content = {name: value for name, value in values.items() if name not in ("mailboxIds", "keywords", "receivedAt")}
+
+    # Every blob the parts reference is read first: a blobNotFound error names them all
+    # (RFC 8621 §4.6), and the attachment size limit is checked before composing.
+    blobs: dict[str, bytes | None] = {}
+    for given in referenced_blob_ids(content):
+        blobs[given] = mail_blob_read(ctx.account, given, user=ctx.call.user)
+    missing = [given for given, data in blobs.items() if data is None]
+    if missing:
+        raise SetError("blobNotFound", "blobs not found", notFound=missing)
+    attachment_limit = max_size_attachments_per_email()
+    if sum(len(data or b"") for data in blobs.values()) > attachment_limit:
+        raise SetError("tooLarge", f"attachments are limited to {attachment_limit} octets", maxSize=attachment_limit)
+
+    def load_blob(given: str) -> bytes | None:
+        if given not in blobs:
+            blobs[given] = mail_blob_read(ctx.account, given, user=ctx.call.user)
+        return blobs[given]
+
+    try:
+        raw = compose_message(content, load_blob)
+    except ComposeError as error:
+        missing = [given for given, data in blobs.items() if data is None]
+        if missing:
+            raise SetError("blobNotFound", "blobs not found", notFound=missing) from None
+        raise invalid_properties(list(getattr(error, "properties", None) or ["bodyStructure"]), str(error)) from None
+    with _service_errors():
+        return email_services.email_ingest(
+            account=ctx.account,
+            raw=raw,
+            mailbox_ids=mailbox_pks,
+            keywords=keywords,
+            received_at=meta.get("receivedAt"),
+            user=ctx.call.user,
+        )
+
+
+def referenced_blob_ids(values: Mapping[str, Any]) -> list[str]:
+    """The blobIds of every EmailBodyPart of an Email to create, in order, once each."""
+    found: list[str] = []
+    stack: list[Any] = [values.get("bodyStructure")]
+    for name in ("textBody", "htmlBody", "attachments"):
+        if isinstance(values.get(name), list):
+            stack.extend(values[name])
+    while stack:
+        part = stack.pop(0)
+        if not isinstance(part, Mapping):
+            continue
+        if isinstance(part.get("blobId"), str) and part["blobId"] not in found:
+            found.append(part["blobId"])
+        if isinstance(part.get("subParts"), list):
+            stack[0:0] = part["subParts"]
+    return found
+
+
+# -- Email/import -----------------------------------------------------------------------
+
+
+IMPORT_ARGS = (
+    a.arg("accountId", a.id_),
+    a.arg("ifInState", a.nullable(a.string), None),
+    a.arg("emails", a.map_of(a.obj, key=a.creation_id_key)),
+)
+_IMPORT_PROPERTIES = ("blobId", "mailboxIds", "keywords", "receivedAt")
+
+
+@registry.method("Email/import", capability=MAIL, writes=True)
+def email_import(call: CallContext, arguments: dict[str, Any]) -> dict[str, Any]:
+    parsed = a.parse(IMPORT_ARGS, arguments)
+    account = call.account(parsed["accountId"], write=True)
+    emails = parsed["emails"]
+    limit = settings.JMAP["maxObjectsInSet"]
+    if len(emails) > limit:
+        raise MethodError("requestTooLarge", f"at most {limit} emails per Email/import (maxObjectsInSet)")
+    created: dict[str, Any] = {}
+    not_created: dict[str, Any] = {}
+    with account_changes(account.pk) as changes:
+        old_state = type_state(account, EMAIL_TYPE)
+        if parsed["ifInState"] is not None and parsed["ifInState"] != old_state:
+            raise MethodError("stateMismatch", "ifInState does not match the current state")
+        ctx = SetContext(call=call, account=account, changes=changes)
+        for cid, values in emails.items():
+            try:
+                with changes.savepoint():
+                    email = _import_one(ctx, values)
+            except SetError as error:
+                not_created[cid] = error.as_dict()
+                continue
+            object_id = email_id_of(email.pk)
+            call.add_created_id(cid, object_id)
+            created[cid] = {"id": object_id, **created_extra(email)}
+        touched = changes.touched_types().get(EMAIL_TYPE)
+    return {
+        "accountId": account.jmap_id,
+        "oldState": old_state,
+        "newState": encode_state(touched) if touched is not None else old_state,
+        "created": created or None,
+        "notCreated": not_created or None,
+    }
+
+
+def _import_one(ctx: SetContext, values: dict[str, Any]) -> Email:
+    """One EmailImport (RFC 8621 §4.8)."""
+    unknown = [name for name in values if name not in _IMPORT_PROPERTIES]
+    missing = [name for name in ("blobId", "mailboxIds") if name not in values]
+    if unknown or missing:
+        raise invalid_properties(unknown + missing, "EmailImport takes blobId, mailboxIds, keywords, receivedAt")
+    bad: list[str] = []
+    problems: list[str] = []
+    checked: dict[str, Any] = {}
+    for name in ("mailboxIds", "keywords", "receivedAt"):
+        if name in values:
+            try:
+                checked[name] = EMAIL.properties[name].check(values[name], name)
+            except MethodError as error:
+                bad.append(name)
+                problems.append(error.description or name)
+    if not is_valid_id(values["blobId"]):
+        bad.append("blobId")
+        problems.append("blobId must be an Id")
+    if bad:
+        raise invalid_properties(bad, "; ".join(problems))
+    mailbox_pks = resolve_mailboxes(ctx, checked["mailboxIds"])
+    keywords = checked_keyword_count(checked.get("keywords", {}))
+    raw = mail_blob_read(ctx.account, values["blobId"], user=ctx.call.user)
+    if raw is None:
+        # RFC 8621 §4.8: an id not found is invalidProperties (blobId).
+        raise invalid_properties(["blobId"], f"blob {values['blobId']} not found")
+    if not email_services.message_plausible(raw):
+        raise SetError("invalidEmail", "the blob is not a message (RFC 5322): it has no header fields")
+    with _service_errors():
+        return email_services.email_ingest(
+            account=ctx.account,
+            raw=raw,
+            mailbox_ids=mailbox_pks,
+            keywords=keywords,
+            received_at=checked.get("receivedAt"),
+            user=ctx.call.user,
+        )
+
+
+# -- Email/parse ------------------------------------------------------------------------
+
+
+PARSE_ARGS = (
+    a.arg("accountId", a.id_),
+    a.arg("blobIds", a.list_of(a.id_)),
+    a.arg("properties", a.nullable(a.list_of(a.string)), None),
+    *BODY_ARGS,
+)
+
+
+@registry.method("Email/parse", capability=MAIL)
+def email_parse(call: CallContext, arguments: dict[str, Any]) -> dict[str, Any]:
+    parsed_args = a.parse(PARSE_ARGS, arguments)
+    account = call.account(parsed_args["accountId"])
+    properties = checked_email_properties(parsed_args["properties"], DEFAULT_PARSE_PROPERTIES)
+    options = BodyOptions.from_args(parsed_args)
+    blob_ids = list(dict.fromkeys(parsed_args["blobIds"]))
+    limit = settings.JMAP["maxObjectsInGet"]
+    if len(blob_ids) > limit:
+        raise MethodError("requestTooLarge", f"at most {limit} blobIds per call (maxObjectsInGet)")
+    size_limit = email_services.max_message_size()
+    parsed: dict[str, Any] = {}
+    not_parsable: list[str] = []
+    not_found: list[str] = []
+    for given in blob_ids:
+        data = mail_blob_read(account, given, user=call.user)
+        if data is None:
+            not_found.append(given)
+            continue
+        if len(data) > size_limit or not email_services.message_plausible(data):
+            not_parsable.append(given)
+            continue
+        try:
+            message = email_services.message_parse(data)
+        except InvalidMessage:
+            not_parsable.append(given)
+            continue
+        view = MessageView(
+            message_blob_id=given, size=len(data), parsed=message, raw=lambda data=data: data, email=None
+        )
+        parsed[given] = render_email(view, properties, options)
+    return {
+        "accountId": account.jmap_id,
+        "parsed": parsed or None,
+        "notParsable": not_parsable or None,
+        "notFound": not_found or None,
+    }
