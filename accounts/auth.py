@@ -26,8 +26,10 @@ import re
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, timedelta
 from typing import Any, NoReturn, TypeVar
 
 from django.conf import settings
@@ -369,6 +371,35 @@ def verify_basic(login: str, password: str) -> User | None:
     cached = _cached_basic(login, password)
     if cached is not None:
         return cached
+    # Concurrent requests with the same new credentials (a client opening several
+    # connections at start-up) wait for the first one's password hash instead of each
+    # running it: one PBKDF2 per credential, not one per connection.
+    with _verification_lock(login, password):
+        cached = _cached_basic(login, password)
+        if cached is not None:
+            return cached
+        return _verify_uncached(login, password)
+
+
+_verification_locks: dict[bytes, threading.Lock] = {}
+_verification_locks_guard = threading.Lock()
+
+
+@contextmanager
+def _verification_lock(login: str, password: str) -> Iterator[None]:
+    key = CredentialCache.key(login, password)
+    with _verification_locks_guard:
+        lock = _verification_locks.setdefault(key, threading.Lock())
+    try:
+        with lock:
+            yield
+    finally:
+        with _verification_locks_guard:
+            if not lock.locked():
+                _verification_locks.pop(key, None)
+
+
+def _verify_uncached(login: str, password: str) -> User | None:
     ttl = settings.AUTH_CACHE_SECONDS
     key = CredentialCache.key(login, password) if ttl > 0 else None
 
@@ -400,20 +431,64 @@ def verify_basic(login: str, password: str) -> User | None:
 
 
 def _authenticate_bearer(credentials: str, address: str | None) -> User:
-    _rate_limited(None, address)
     invalid = "The access token is invalid, expired or revoked."
-    if len(credentials) > _MAX_TOKEN_LENGTH or _B64TOKEN.fullmatch(credentials) is None:
-        _fail(invalid, login=None, address=address, bearer_error="invalid_token")
-    token = _unique(ApiToken.objects.select_related("user").filter(digest=secret_digest(credentials)))
-    if (
-        token is None
-        or token.revoked is not None
-        or (token.expires is not None and token.expires <= timezone.now())
-        or not token.user.is_active
-    ):
-        _fail(invalid, login=None, address=address, bearer_error="invalid_token")
-    _touch(ApiToken, token)
-    return token.user
+    if len(credentials) <= _MAX_TOKEN_LENGTH and _B64TOKEN.fullmatch(credentials) is not None:
+        found = _token_by_digest(secret_digest(credentials))
+        if found is not None:
+            user, token_pk, revoked, expires, last_used = found
+            if revoked is None and (expires is None or expires > timezone.now()) and user.is_active:
+                # A valid token is a 256-bit secret, not a guess: the failure limiter is
+                # consulted only when a token fails (it costs a cache round trip).
+                token = ApiToken(pk=token_pk, last_used=last_used)
+                _touch(ApiToken, token)
+                return user
+    _rate_limited(None, address)
+    _fail(invalid, login=None, address=address, bearer_error="invalid_token")
+
+
+_token_select: dict[str, tuple[str, list[str]]] = {}
+
+
+def _token_by_digest(digest: str) -> tuple[User, int, Any, Any, Any] | None:
+    """(user, token pk, revoked, expires, last_used) for a token digest: one prepared join."""
+    from django.db import connections, router
+
+    alias = router.db_for_read(ApiToken)
+    connection = connections[alias]
+    prepared = _token_select.get(connection.vendor)
+    if prepared is None:
+        quote = connection.ops.quote_name
+        user_fields = User._meta.concrete_fields
+        columns = [f"u.{quote(field.column)}" for field in user_fields]
+        columns += [f"t.{quote(name)}" for name in ("id", "revoked", "expires", "last_used")]
+        # Identifiers come from the model definitions; the digest is a bound parameter.
+        sql = (
+            f"SELECT {', '.join(columns)} FROM {quote(ApiToken._meta.db_table)} t "  # noqa: S608
+            f"JOIN {quote(User._meta.db_table)} u ON u.{quote(User._meta.pk.column)} = t.{quote('user_id')} "
+            f"WHERE t.{quote('digest')} = %s"
+        )
+        prepared = _token_select[connection.vendor] = (sql, [field.attname for field in user_fields])
+    sql, attnames = prepared
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [digest])
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    count = len(attnames)
+    user = User.from_db(alias, attnames, row[:count])
+    token_pk, revoked, expires, last_used = row[count:]
+    # Raw cursors return what the backend gives; normalise the datetimes like the ORM does.
+    revoked, expires, last_used = (_as_datetime(connection, value) for value in (revoked, expires, last_used))
+    return user, token_pk, revoked, expires, last_used
+
+
+def _as_datetime(connection: Any, value: Any) -> Any:
+    if value is None or not isinstance(value, str):
+        return value if value is None or timezone.is_aware(value) else timezone.make_aware(value, UTC)
+    from django.utils.dateparse import parse_datetime
+
+    parsed = parse_datetime(value)
+    return parsed if parsed is None or timezone.is_aware(parsed) else timezone.make_aware(parsed, UTC)
 
 
 def _unique(queryset: QuerySet[_M]) -> _M | None:

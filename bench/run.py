@@ -886,7 +886,7 @@ def main(argv: list[str] | None = None) -> None:
         "command": "python3 tasks.py bench " + " ".join(sys.argv[1:] if argv is None else argv),
         "cpus": os.cpu_count(),
         "machine": f"{platform.machine()} {platform.system()} {platform.release()}, python {platform.python_version()}",
-        "loadgen": f"{wrk_version or loadgen}, 1 thread",
+        "loadgen": f"{wrk_version}, 1 thread" if wrk_version else "bench/loadgen.py (Python asyncio, 1 process)",
         "database": "postgresql" if database_url else "sqlite",
         "redis": bool(args.redis),
         "password_hasher": "MD5 (FAST_PASSWORD_HASHER)" if args.fast_hasher else "PBKDF2 (default)",

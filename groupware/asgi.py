@@ -5,6 +5,9 @@ import os
 from django.core.asgi import get_asgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "groupware.settings")
+# Under ASGI, sync code runs in short-lived threads and Django's connections are per
+# thread: persistent connections would pile up, so they are closed after each use here.
+os.environ.setdefault("DATABASE_CONN_MAX_AGE", "0")
 django_http = get_asgi_application()
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402

@@ -114,7 +114,9 @@ def database(url: str | None, directory: Path) -> dict:
             "HOST": parts.hostname or "",
             "PORT": port,
             "CONN_MAX_AGE": env_int("DATABASE_CONN_MAX_AGE", 60),
-            "CONN_HEALTH_CHECKS": True,
+            # Off by default: a health check is a round trip on every request, and a broken
+            # connection already surfaces as a 503 the client retries.
+            "CONN_HEALTH_CHECKS": env_bool("DATABASE_CONN_HEALTH_CHECKS", False),
             "OPTIONS": options,
             "TEST": {"NAME": env_str("TEST_DATABASE_NAME", f"test_{name}")},
         }

@@ -34,11 +34,12 @@ def base_url(request: HttpRequest) -> str:
 
 
 def session_resource(user: User, request: HttpRequest) -> dict[str, Any]:
-    from accounts.services import accessible_accounts, primary_account
+    from accounts.services import accessible_accounts
 
     advertised = registry.advertised()
     accounts: dict[str, Any] = {}
-    for access in accessible_accounts(user):
+    accesses = accessible_accounts(user)
+    for access in accesses:
         account = access.account
         account_capabilities = {}
         for urn, capability in advertised.items():
@@ -52,7 +53,9 @@ def session_resource(user: User, request: HttpRequest) -> dict[str, Any]:
             "isReadOnly": access.is_read_only,
             "accountCapabilities": account_capabilities,
         }
-    primary = primary_account(user)
+    # The user's first personal account (the same rule as accounts.services.primary_account).
+    owned = [access.account for access in accesses if access.account.owner_id == user.pk and access.account.is_personal]
+    primary = owned[0] if owned else None
     primary_accounts = {}
     if primary is not None:
         for urn, capability in advertised.items():

@@ -16,7 +16,8 @@ class Mailbox(models.Model):
     account = models.ForeignKey("accounts.Account", on_delete=models.CASCADE, related_name="mailboxes")
     name = models.CharField(max_length=255)
     parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.PROTECT, related_name="children")
-    role = models.CharField(max_length=32, null=True, blank=True)
+    # NULL, not "", for "no role": the per-account uniqueness constraint skips NULLs.
+    role = models.CharField(max_length=32, null=True, blank=True)  # noqa: DJ001
     sort_order = models.PositiveIntegerField(default=0)
     # isSubscribed of the account's owner; other users who may see the account subscribe
     # separately (RFC 8621 §2: "MUST be stored separately per user"): their user pks.
@@ -116,6 +117,9 @@ class EmailMailbox(models.Model):
             models.Index(fields=["account", "thread_id"], name="email_mailbox_by_thread"),
         ]
 
+    def __str__(self) -> str:
+        return f"email {self.email_id} in mailbox {self.mailbox_id}"
+
 
 class MessageIdIndex(models.Model):
     """Message-ID -> thread, for threading new mail by References/In-Reply-To (RFC 8621 §3)."""
@@ -127,3 +131,6 @@ class MessageIdIndex(models.Model):
 
     class Meta:
         indexes = [models.Index(fields=["account", "message_id"], name="message_id_lookup")]
+
+    def __str__(self) -> str:
+        return self.message_id
