@@ -24,7 +24,7 @@ from groupware.core.blobs import BlobNotFound, blob_id
 from groupware.core.changes import account_changes, encode_state, type_state
 from groupware.core.ids import is_valid_id
 from groupware.mail import headers as mail_headers
-from groupware.mail.mime import ParsedMessage, body_value
+from groupware.mail.mime import body_value
 from groupware.mail.models import Email, EmailMailbox
 from groupware.mail.services import emails as email_services
 from groupware.mail.services.counts import EMAIL_ID_PREFIX, EMAIL_TYPE, mailbox_id, mailbox_pk, thread_id
@@ -100,8 +100,8 @@ def header_property(prop: str) -> HeaderProperty | None:
     if not prop.startswith("header:"):
         return None
     match = _HEADER_PROPERTY.match(prop)
-    form = (match.group(2) or "Raw") if match else ""
-    if match is None or form not in mail_headers.HEADER_FORMS:
+    form = mail_headers.canonical_form(match.group(2) or "Raw") if match else None
+    if match is None or form is None:
         raise MethodError("invalidArguments", f"{prop} is not a valid header property")
     name = match.group(1)
     if not mail_headers.form_allowed(name, form):
@@ -170,14 +170,16 @@ class BodyOptions:
 
 class MessageView:
     """What an Email's JSON is made of: a stored Email (metadata and columns) or a parsed
-    blob (Email/parse: metadata null), plus the parse and a way to read the raw octets."""
+    blob (Email/parse: metadata null); the parse in its stored form
+    (``ParsedMessage.to_dict()``: parts are dicts, textBody/htmlBody/attachments partIds);
+    and a way to read the raw octets, used for bodyValues only."""
 
     def __init__(
         self,
         *,
         message_blob_id: str,
         size: int,
-        parsed: ParsedMessage | None,
+        parsed: Mapping[str, Any] | None,
         raw: Callable[[], bytes],
         email: Email | None = None,
         mailbox_ids: list[int] | None = None,
@@ -187,14 +189,14 @@ class MessageView:
         self._parsed = parsed
         self._raw_loader = raw
         self._raw: bytes | None = None
+        self._parts: dict[str, Mapping[str, Any]] | None = None
         self.email = email
         self.mailbox_ids = mailbox_ids
 
     @property
-    def parsed(self) -> ParsedMessage:
+    def parsed(self) -> Mapping[str, Any]:
         if self._parsed is None:
-            assert self.email is not None
-            self._parsed = ParsedMessage.from_dict(self.email.parsed)
+            self._parsed = self.email.parsed if self.email is not None and self.email.parsed else {}
         return self._parsed
 
     def raw(self) -> bytes:
@@ -202,130 +204,102 @@ class MessageView:
             self._raw = self._raw_loader()
         return self._raw
 
+    @property
+    def structure(self) -> Mapping[str, Any] | None:
+        return self.parsed.get("bodyStructure")
+
+    def parts(self, key: str) -> list[Mapping[str, Any]]:
+        """The parts of textBody, htmlBody or attachments (stored as partIds)."""
+        if self._parts is None:
+            self._parts = {}
+            for part in walk_parts(self.structure):
+                if part.get("partId") is not None:
+                    self._parts[part["partId"]] = part
+        return [self._parts[part_id] for part_id in self.parsed.get(key) or () if part_id in self._parts]
+
     # Convenience header properties (§4.1.3): columns of a stored Email, else the parse.
 
     def convenience(self, prop: str) -> Any:
         email = self.email
         if email is None:
-            parsed = self.parsed
-            values = {
-                "messageId": parsed.message_id,
-                "inReplyTo": parsed.in_reply_to,
-                "references": parsed.references,
-                "sender": parsed.sender,
-                "from": parsed.from_,
-                "to": parsed.to,
-                "cc": parsed.cc,
-                "bcc": parsed.bcc,
-                "replyTo": parsed.reply_to,
-                "subject": parsed.subject,
-                "sentAt": parsed.sent_at,
-                "hasAttachment": parsed.has_attachment,
-                "preview": parsed.preview,
-            }
-            value = values[prop]
-            if prop == "sentAt" and isinstance(value, datetime):
-                return value.isoformat()
-            return _jsonable(value)
+            return self.parsed.get(prop)  # to_dict() uses the JMAP names
         if prop == "subject":
             # The column can't tell an empty Subject from none; an empty one reads as none.
             return email.subject or None
         if prop == "sentAt":
             return utc_date(email.sent_at)
-        column = {
-            "messageId": "message_id",
-            "inReplyTo": "in_reply_to",
-            "references": "references",
-            "sender": "sender",
-            "from": "from_addresses",
-            "to": "to",
-            "cc": "cc",
-            "bcc": "bcc",
-            "replyTo": "reply_to",
-            "hasAttachment": "has_attachment",
-            "preview": "preview",
-        }[prop]
-        return getattr(email, column)
+        return getattr(email, _COLUMNS[prop])
 
 
-def _jsonable(value: Any) -> Any:
-    if hasattr(value, "to_dict"):
-        return value.to_dict()
-    if isinstance(value, list):
-        return [_jsonable(item) for item in value]
-    if isinstance(value, tuple):
-        return [_jsonable(item) for item in value]
-    if isinstance(value, dict):
-        return {key: _jsonable(item) for key, item in value.items()}
-    return value
+_COLUMNS = {
+    "messageId": "message_id",
+    "inReplyTo": "in_reply_to",
+    "references": "references",
+    "sender": "sender",
+    "from": "from_addresses",
+    "to": "to",
+    "cc": "cc",
+    "bcc": "bcc",
+    "replyTo": "reply_to",
+    "hasAttachment": "has_attachment",
+    "preview": "preview",
+}
 
 
-def _part_dict(part: Any) -> dict[str, Any]:
-    return part if isinstance(part, dict) else _jsonable(part)
+def walk_parts(structure: Mapping[str, Any] | None) -> Iterator[Mapping[str, Any]]:
+    """Every part of a stored body structure, depth first, in order (no recursion)."""
+    stack = [structure] if structure is not None else []
+    while stack:
+        part = stack.pop()
+        yield part
+        stack.extend(reversed(part.get("subParts") or ()))
 
 
-def render_part(view: MessageView, part: Any, options: BodyOptions, *, recurse: bool) -> dict[str, Any]:
-    """An EmailBodyPart with the requested bodyProperties (§4.1.4)."""
-    data = _part_dict(part)
+def render_part(view: MessageView, part: Mapping[str, Any], options: BodyOptions, *, tree: bool) -> dict[str, Any]:
+    """An EmailBodyPart with the requested bodyProperties (§4.1.4). ``tree``: with its
+    subParts (bodyStructure); the flat lists never have them."""
     result: dict[str, Any] = {}
     for prop in options.properties:
         if prop == "blobId":
-            given = data.get("blobId")
-            result[prop] = given if given is not None else part_blob_id(view.message_blob_id, data.get("partId"))
+            result[prop] = part_blob_id(view.message_blob_id, part.get("partId"))
         elif prop == "subParts":
-            subparts = data.get("subParts")
-            if subparts is None or not recurse:
+            subparts = part.get("subParts")
+            if subparts is None or not tree:
                 result[prop] = None
             else:
-                result[prop] = [render_part(view, sub, options, recurse=True) for sub in subparts]
+                result[prop] = [render_part(view, sub, options, tree=True) for sub in subparts]
         elif prop.startswith("header:"):
             header = header_property(prop)
             assert header is not None
-            result[prop] = mail_headers.header_value(data.get("headers") or [], header.name, header.form, header.all)
+            result[prop] = mail_headers.header_value(part.get("headers") or (), header.name, header.form, header.all)
         else:
-            result[prop] = data.get(prop)
-    if recurse and "subParts" not in options.properties and data.get("subParts") is not None:
-        # Without subParts a multipart bodyStructure would lose its tree; bodyProperties
-        # that leave it out still get it there (the flat lists never have it).
-        result["subParts"] = [render_part(view, sub, options, recurse=True) for sub in data["subParts"]]
+            result[prop] = part.get(prop)
+    if tree and "subParts" not in options.properties and part.get("subParts") is not None:
+        # Without subParts a multipart bodyStructure would lose its tree: bodyProperties
+        # that leave it out still get it there.
+        result["subParts"] = [render_part(view, sub, options, tree=True) for sub in part["subParts"]]
     return result
 
 
-def _leaves(part: Any) -> Iterable[dict[str, Any]]:
-    data = _part_dict(part)
-    subparts = data.get("subParts")
-    if subparts is None:
-        yield data
-        return
-    for sub in subparts:
-        yield from _leaves(sub)
-
-
 def render_body_values(view: MessageView, options: BodyOptions) -> dict[str, Any]:
-    """bodyValues (§4.1.4): text/* parts chosen by the fetch*BodyValues arguments."""
-    wanted: dict[str, dict[str, Any]] = {}
-    parsed = view.parsed
-    groups = []
+    """bodyValues (§4.1.4): the text/* parts chosen by the fetch*BodyValues arguments."""
+    groups: list[Iterable[Mapping[str, Any]]] = []
     if options.fetch_text:
-        groups.append(parsed.text_body or [])
+        groups.append(view.parts("textBody"))
     if options.fetch_html:
-        groups.append(parsed.html_body or [])
-    if options.fetch_all and parsed.body_structure is not None:
-        groups.append(list(_leaves(parsed.body_structure)))
+        groups.append(view.parts("htmlBody"))
+    if options.fetch_all:
+        groups.append(part for part in walk_parts(view.structure) if part.get("subParts") is None)
+    wanted: dict[str, Mapping[str, Any]] = {}
     for group in groups:
         for part in group:
-            data = _part_dict(part)
-            part_id = data.get("partId")
-            if part_id is not None and str(data.get("type", "")).lower().startswith("text/"):
-                wanted.setdefault(part_id, data)
+            part_id = part.get("partId")
+            if part_id is not None and str(part.get("type", "")).lower().startswith("text/"):
+                wanted.setdefault(part_id, part)
     if not wanted:
         return {}
     raw = view.raw()  # read once for every part of this message
-    values = {}
-    for part_id, data in wanted.items():
-        value = body_value(raw, data, options.max_bytes or None)
-        values[part_id] = _jsonable(value)
-    return values
+    return {part_id: body_value(raw, part, options.max_bytes or None) for part_id, part in wanted.items()}
 
 
 def render_email(view: MessageView, properties: list[str], options: BodyOptions) -> dict[str, Any]:
@@ -346,26 +320,22 @@ def render_email(view: MessageView, properties: list[str], options: BodyOptions)
             result[prop] = view.size
         elif prop == "receivedAt":
             result[prop] = utc_date(email.received_at) if email else None
-        elif prop in CONVENIENCE_PROPERTIES or prop in ("hasAttachment", "preview"):
+        elif prop in _COLUMNS or prop in ("subject", "sentAt"):
             result[prop] = view.convenience(prop)
         elif prop == "headers":
-            result[prop] = _jsonable(view.parsed.headers)
+            result[prop] = list(view.parsed.get("headers") or ())
         elif prop == "bodyStructure":
-            structure = view.parsed.body_structure
-            result[prop] = render_part(view, structure, options, recurse=True) if structure is not None else None
-        elif prop == "textBody":
-            result[prop] = [render_part(view, part, options, recurse=False) for part in view.parsed.text_body or []]
-        elif prop == "htmlBody":
-            result[prop] = [render_part(view, part, options, recurse=False) for part in view.parsed.html_body or []]
-        elif prop == "attachments":
-            result[prop] = [render_part(view, part, options, recurse=False) for part in view.parsed.attachments or []]
+            structure = view.structure
+            result[prop] = render_part(view, structure, options, tree=True) if structure is not None else None
+        elif prop in ("textBody", "htmlBody", "attachments"):
+            result[prop] = [render_part(view, part, options, tree=False) for part in view.parts(prop)]
         elif prop == "bodyValues":
             result[prop] = render_body_values(view, options)
         else:
             header = header_property(prop)
             assert header is not None
             result[prop] = mail_headers.header_value(
-                _jsonable(view.parsed.headers), header.name, header.form, header.all
+                view.parsed.get("headers") or (), header.name, header.form, header.all
             )
     return result
 
@@ -439,6 +409,8 @@ class EmailType(ModelDataType):
         if for_update:
             query = query.select_for_update()
         records = {record.pk: record for record in query}
+        for record in records.values():
+            record.account = account  # the services read it: no query per Email
         attach_mailboxes(records)
         return records
 
@@ -578,8 +550,11 @@ def email_get(call: CallContext, arguments: dict[str, Any]) -> dict[str, Any]:
     requested = parsed["ids"]
     limit = settings.JMAP["maxObjectsInGet"]
     if requested is None:
-        # Every Email of a mailbox store is no reasonable answer: ask for ids (§5.1 allows it).
-        raise MethodError("requestTooLarge", "ids must be given for Email/get; use Email/query")
+        # ids: null means every Email (RFC 8620 §5.1), as long as that is within the limit.
+        pks = list(Email.objects.filter(account_id=account.pk).order_by("pk").values_list("pk", flat=True)[: limit + 1])
+        if len(pks) > limit:
+            raise MethodError("requestTooLarge", f"more than {limit} Emails; ask for ids (Email/query)")
+        requested = [EMAIL.object_id_from_key(pk) for pk in pks]
     if len(requested) > limit:
         raise MethodError("requestTooLarge", f"at most {limit} ids per call (maxObjectsInGet)")
     not_found: list[str] = []
@@ -666,7 +641,7 @@ def email_set(call: CallContext, arguments: dict[str, Any]) -> dict[str, Any]:
 
 def email_create(ctx: SetContext, values: dict[str, Any]) -> Email:
     """One Email/set create (RFC 8621 §4.6): compose the message, then ingest it."""
-    from groupware.mail.compose import ComposeError, compose_message
+    from groupware.mail.compose import BlobNotFoundError, ComposeError, compose_message
 
     server_set = [name for name in values if name in SERVER_SET]
     if server_set:
@@ -706,10 +681,9 @@ def email_create(ctx: SetContext, values: dict[str, Any]) -> Email:
 
     try:
         raw = compose_message(content, load_blob)
+    except BlobNotFoundError as error:
+        raise SetError("blobNotFound", "blobs not found", notFound=list(error.blob_ids)) from None
     except ComposeError as error:
-        missing = [given for given, data in blobs.items() if data is None]
-        if missing:
-            raise SetError("blobNotFound", "blobs not found", notFound=missing) from None
         raise invalid_properties(list(getattr(error, "properties", None) or ["bodyStructure"]), str(error)) from None
     with _service_errors():
         return email_services.email_ingest(
@@ -864,9 +838,7 @@ def email_parse(call: CallContext, arguments: dict[str, Any]) -> dict[str, Any]:
         except InvalidMessage:
             not_parsable.append(given)
             continue
-        view = MessageView(
-            message_blob_id=given, size=len(data), parsed=message, raw=lambda data=data: data, email=None
-        )
+        view = MessageView(message_blob_id=given, size=len(data), parsed=message.to_dict(), raw=lambda data=data: data)
         parsed[given] = render_email(view, properties, options)
     return {
         "accountId": account.jmap_id,

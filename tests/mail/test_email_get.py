@@ -357,7 +357,11 @@ def test_foreign_and_bad_ids_are_not_found(mail, other_mail):
     assert threads["notFound"] == [thread_id(theirs.thread_id)]
 
 
-def test_ids_null_is_refused(mail):
+def test_ids_null(mail, settings):
+    emails = [ingest(mail.account, message(message_id=f"<n{i}@x>")) for i in range(3)]
+    result = mail.ok("Email/get", {"ids": None, "properties": ["id"]})
+    assert result["list"] == [{"id": email_id(email.pk)} for email in emails]
+    settings.JMAP = {**settings.JMAP, "maxObjectsInGet": 2}
     assert mail.error("Email/get", {"ids": None})["type"] == "requestTooLarge"
 
 

@@ -116,6 +116,12 @@ def test_import_errors(mail, other_mail, settings):
     assert result["notCreated"]["big"]["maxSize"] == 100
 
 
+def test_import_not_a_message(mail):
+    blob = mail.upload(b"\x89PNG\r\n\x1a\n" + bytes(range(256)), "image/png")
+    result = mail.ok("Email/import", {"emails": {"png": {"blobId": blob, "mailboxIds": {mail.mailbox_id(): True}}}})
+    assert result["notCreated"]["png"]["type"] == "invalidEmail"
+
+
 def test_import_if_in_state(mail):
     blob = mail.upload(message())
     item = {"blobId": blob, "mailboxIds": {mail.mailbox_id("inbox"): True}}

@@ -6,7 +6,14 @@ import pytest
 
 from groupware.core.models import AccountBlob
 from groupware.mail.models import Email, EmailMailbox, Mailbox
-from groupware.mail.services.counts import email_id
+from groupware.mail.services.counts import email_id, thread_id
+from groupware.mail.services.emails import (
+    InvalidKeywords,
+    MailboxesInvalid,
+    MessageTooLarge,
+    email_ingest,
+    keyword_normalize,
+)
 from tests.mail.factories import counts_are_exact, ingest, mail_fixture, message, other_mail_fixture  # noqa: F401 (fixtures)
 
 DRAFT_TEXT = "I have the most brilliant plan. Let me tell you all about it. What we do is, we"
@@ -306,7 +313,7 @@ def test_destroy(mail, other_mail):
     assert account_blob.refcount == 0
     changes = mail.ok("Email/changes", {"sinceState": state})
     assert sorted(changes["destroyed"]) == sorted([email_id(email.pk), email_id(reply.pk)])
-    assert mail.ok("Thread/changes", {"sinceState": thread_state})["destroyed"] == [f"t{email.thread_id}"]
+    assert mail.ok("Thread/changes", {"sinceState": thread_state})["destroyed"] == [thread_id(email.thread_id)]
     assert counts_are_exact(mail.account)
     inbox = mail.ok("Mailbox/get", {"ids": [mail.mailbox_id("inbox")]})["list"][0]
     assert inbox["totalEmails"] == inbox["totalThreads"] == inbox["unreadEmails"] == 0
@@ -356,3 +363,64 @@ def test_counts_follow_many_changes(mail):
     assert counts_are_exact(mail.account)
     mail.ok("Email/set", {"destroy": [email_id(a.pk)]})
     assert counts_are_exact(mail.account)
+
+
+@pytest.mark.parametrize(
+    ("keyword", "expected"),
+    [
+        ("$Seen", "$seen"),
+        ("$flagged", "$flagged"),
+        ("Custom-Label_1", "custom-label_1"),
+        ("x" * 255, "x" * 255),
+        ("x" * 256, None),
+        ("", None),
+        ("has space", None),
+        ("tab\t", None),
+        ("é", None),
+        ("$recent", None),
+        ("$Recent", None),
+        *((f"a{char}b", None) for char in '(){]%*"\\'),
+        ("[ok", "[ok"),  # only "]" is excluded, not "["
+        (7, None),
+    ],
+)
+def test_keyword_rules(keyword, expected):
+    # RFC 8621 §4.1.1.
+    assert keyword_normalize(keyword) == expected
+
+
+def test_ingest_limits(mail, settings):
+    settings.MAIL_MAX_MESSAGE_SIZE = 50
+    with pytest.raises(MessageTooLarge) as error:
+        ingest(mail.account, message())
+    assert "50 octets" in str(error.value)
+    settings.MAIL_MAX_MESSAGE_SIZE = 10_000
+    with pytest.raises(InvalidKeywords):
+        ingest(mail.account, message(), keywords={"bad word": True})
+    with pytest.raises(MailboxesInvalid):
+        email_ingest(account=mail.account, raw=message(), mailbox_ids=[], keywords={})
+    assert not Email.objects.exists()
+
+
+def test_forward_attachment_by_part_blob_id(mail):
+    original = mail.import_message(
+        b"From: a@example.com\r\nSubject: report\r\nMessage-ID: <rep@x>\r\nMIME-Version: 1.0\r\n"
+        b'Content-Type: multipart/mixed; boundary="b"\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nsee attached\r\n'
+        b"--b\r\nContent-Type: application/pdf\r\nContent-Disposition: attachment; filename=r.pdf\r\n"
+        b"Content-Transfer-Encoding: base64\r\n\r\nJVBERi0xLjQK\r\n--b--\r\n"
+    )
+    [attachment] = mail.email(original["id"], properties=["attachments"])["attachments"]
+    assert attachment["blobId"].startswith("p")
+    draft = _draft(
+        mail,
+        bodyStructure={
+            "type": "multipart/mixed",
+            "subParts": [
+                {"type": "text/plain", "partId": "bd48"},
+                {"type": "application/pdf", "blobId": attachment["blobId"], "name": "r.pdf"},
+            ],
+        },
+    )
+    created = mail.ok("Email/set", {"create": {"fwd": draft}})["created"]["fwd"]
+    [forwarded] = mail.email(created["id"], properties=["attachments"])["attachments"]
+    assert forwarded["size"] == attachment["size"] == 9

@@ -39,6 +39,7 @@ from groupware.core.blobs import (
     storage_name,
 )
 from groupware.core.changes import Change, ChangeSet, account_changes
+from groupware.mail.mime import ParsedMessage, parse_message, part_content
 from groupware.mail.models import Email, EmailMailbox, Mailbox
 from groupware.mail.search import search_index_add
 from groupware.mail.services import threads
@@ -145,13 +146,11 @@ def is_unread(keywords: Mapping[str, Any]) -> bool:
 # -- Parsing once ---------------------------------------------------------------------------
 
 
-def message_parse(raw: bytes) -> Any:
-    """Parse a message (groupware.mail.mime); InvalidMessage if it can't be."""
-    from groupware.mail.mime import parse_message
-
+def message_parse(raw: bytes) -> ParsedMessage:
+    """Parse a message (groupware.mail.mime: best effort, never fails on bad input)."""
     try:
         return parse_message(raw)
-    except (ValueError, LookupError, UnicodeError) as exc:
+    except (ValueError, LookupError, UnicodeError) as exc:  # a parser bug: refuse, don't crash
         raise InvalidMessage(f"the message can't be parsed: {exc}") from None
 
 
@@ -163,14 +162,9 @@ def message_plausible(raw: bytes) -> bool:
     return _FIELD_LINE.match(raw[:1000]) is not None
 
 
-def _addresses(value: Any) -> list[dict[str, Any]] | None:
-    if value is None:
-        return None
-    return [dict(item) if isinstance(item, Mapping) else _as_dict(item) for item in value]
-
-
-def _as_dict(item: Any) -> dict[str, Any]:
-    return {"name": getattr(item, "name", None), "email": getattr(item, "email", "")}
+def _addresses(value: list[dict[str, Any]] | None) -> list[dict[str, Any]] | None:
+    # EmailAddress objects as the parser made them ({"name", "email"}), copied.
+    return None if value is None else [dict(item) for item in value]
 
 
 def _sort_address(addresses: list[dict[str, Any]] | None) -> str:
@@ -181,26 +175,29 @@ def _sort_address(addresses: list[dict[str, Any]] | None) -> str:
     return (first.get("name") or first.get("email") or "").lower()[:320]
 
 
-def _sent_at(value: Any) -> datetime | None:
-    if value is None:
-        return None
-    if isinstance(value, datetime):
-        return value
+def without_nul(value: Any) -> Any:
+    """The value with U+0000 removed from every string: RFC 8621 §4.1.2.1 drops NUL octets,
+    and PostgreSQL text and jsonb can't hold them."""
     if isinstance(value, str):
-        try:
-            return datetime.fromisoformat(value.replace("Z", "+00:00"))
-        except ValueError:
-            return None
-    return None
+        return value.replace("\x00", "") if "\x00" in value else value
+    if isinstance(value, list):
+        return [without_nul(item) for item in value]
+    if isinstance(value, dict):
+        return {without_nul(key): without_nul(item) for key, item in value.items()}
+    return value
 
 
-def _columns(parsed: Any) -> dict[str, Any]:
+def _columns(parsed: ParsedMessage) -> dict[str, Any]:
     """Email columns from a ParsedMessage (everything /get and /query read fast)."""
+    return without_nul(_columns_of(parsed))
+
+
+def _columns_of(parsed: ParsedMessage) -> dict[str, Any]:
     from_ = _addresses(parsed.from_)
     to = _addresses(parsed.to)
     subject = parsed.subject
     return {
-        "sent_at": _sent_at(parsed.sent_at),
+        "sent_at": parsed.sent_at,
         "subject": subject or "",
         "base_subject": threads.base_subject(subject),
         "message_id": parsed.message_id,
@@ -216,34 +213,30 @@ def _columns(parsed: Any) -> dict[str, Any]:
         "sort_to": _sort_address(to),
         "preview": (parsed.preview or "")[:256],
         "has_attachment": bool(parsed.has_attachment),
-        "parsed": parsed.to_dict(),
+        "parsed": stored_parse(parsed),
     }
 
 
-def search_fields_of(parsed: Mapping[str, Any] | Any) -> dict[str, str]:
+def stored_parse(parsed: ParsedMessage) -> dict[str, Any]:
+    """The parse kept with an Email: everything but the search text, which the search
+    index holds (up to megabytes a message; /get never needs it)."""
+    data = parsed.to_dict()
+    data.pop("searchText", None)
+    return data
+
+
+def search_fields_of(parsed: ParsedMessage | Mapping[str, Any]) -> dict[str, str]:
     """The search index fields (subject, from, to, cc, bcc, body, attachments, headers)
-    of a parsed message, as ParsedMessage or its ``to_dict()`` form."""
-    if isinstance(parsed, Mapping):
-        text = parsed.get("search_text") or parsed.get("searchText")
-    else:
-        text = getattr(parsed, "search_text", None)
-    if isinstance(text, Mapping):
-        return {
-            str(key): value if isinstance(value, str) else " ".join(map(str, value or ()))
-            for key, value in text.items()
-        }
-    if isinstance(text, str):
-        return {"body": text}
-    return {}
+    of a ParsedMessage or of its ``to_dict()`` form ({} when it has none)."""
+    text = parsed.get("searchText") if isinstance(parsed, Mapping) else parsed.search_text
+    return {str(key): str(value) for key, value in (text or {}).items()}
 
 
-def _received_header_date(headers: Any) -> datetime | None:
+def _received_header_date(headers: Iterable[tuple[str, str]]) -> datetime | None:
     """The most recent date of the Received header fields (RFC 5322 §3.6.7: after ";")."""
     newest: datetime | None = None
-    for header in headers or ():
-        name = header.get("name") if isinstance(header, Mapping) else getattr(header, "name", "")
-        value = header.get("value") if isinstance(header, Mapping) else getattr(header, "value", "")
-        if not isinstance(name, str) or name.lower() != "received" or not isinstance(value, str) or ";" not in value:
+    for name, value in headers:
+        if name.lower() != "received" or ";" not in value:
             continue
         try:
             when = parsedate_to_datetime(value.rsplit(";", 1)[1].strip())
@@ -254,6 +247,15 @@ def _received_header_date(headers: Any) -> datetime | None:
         if newest is None or when > newest:
             newest = when
     return newest
+
+
+def email_search_fields(email: Email) -> dict[str, str]:
+    """The search index fields of a stored Email: its stored parse doesn't keep the
+    search text, so the message is read and parsed again (copies and Thread merges)."""
+    fields = search_fields_of(email.parsed)
+    if not fields:
+        fields = without_nul(search_fields_of(message_parse(email_raw(email))))
+    return fields
 
 
 # -- Part blobs -----------------------------------------------------------------------------
@@ -284,18 +286,6 @@ def parse_part_blob_id(value: object) -> tuple[str, list[str]] | None:
     return match.group(1), [segment.replace("-", ".") for segment in match.group(2)[1:].split("_")]
 
 
-def _find_part(structure: Any, part_id: str) -> Any:
-    stack = [structure]
-    while stack:
-        part = stack.pop()
-        if not isinstance(part, Mapping):
-            continue
-        if part.get("partId") == part_id:
-            return part
-        stack.extend(part.get("subParts") or ())
-    return None
-
-
 def mail_blob_read(account: Account, value: object, *, user: User | None = None) -> bytes | None:
     """The octets behind a blob id visible in the account: a whole blob ("b...") or a
     body part of a message blob ("p...", decoded per its Content-Transfer-Encoding).
@@ -309,33 +299,18 @@ def mail_blob_read(account: Account, value: object, *, user: User | None = None)
     data = blob_read(account, blob_id(sha256), user=user)
     if data is None:
         return None
-    from groupware.mail.mime import ParsedMessage, part_content
-
     # A stored Email of this blob already has the structure: no parse for the first level.
     stored = Email.objects.filter(account_id=account.pk, blob_id=sha256).values_list("parsed", flat=True).first()
-    structure = ParsedMessage.from_dict(stored).body_structure if stored else None
-    for depth, part_id in enumerate(path):
-        if structure is None:
-            structure = message_parse(data).body_structure
-        part = _find_part(_plain(structure), part_id)
+    message = ParsedMessage.from_dict(stored) if stored else None
+    for part_id in path:
+        if message is None:
+            message = message_parse(data)
+        part = message.part(part_id)
         if part is None:
             return None
         data = part_content(data, part)
-        if depth + 1 < len(path):
-            structure = None  # the part is itself a message: parse it for the next step
+        message = None  # a deeper step reads this part as a message of its own
     return data
-
-
-def _plain(structure: Any) -> Any:
-    """A body structure as plain dicts (ParsedMessage may hold objects with to_dict)."""
-    if hasattr(structure, "to_dict"):
-        return structure.to_dict()
-    return structure
-
-
-def mail_blob_size(account: Account, value: object, *, user: User | None = None) -> int | None:
-    data = mail_blob_read(account, value, user=user)
-    return None if data is None else len(data)
 
 
 def email_raw(email: Email) -> bytes:
@@ -444,7 +419,7 @@ def email_ingest(
             mailbox_pks=mailbox_pks,
             keywords=normal_keywords,
             received_at=received_at,
-            search_fields=search_fields_of(parsed),
+            search_fields=without_nul(search_fields_of(parsed)),
         )
 
 
@@ -486,7 +461,7 @@ def email_copy(
             mailbox_pks=mailbox_pks,
             keywords=normal_keywords,
             received_at=(received_at or email.received_at).replace(microsecond=0),
-            search_fields=search_fields_of(email.parsed),
+            search_fields=email_search_fields(email),
         )
 
 

@@ -168,6 +168,8 @@ def threads_merge(*, account: Account, changes: ChangeSet, target: Thread, sourc
     destroyed. Returns (old pk, new pk) pairs. Mailbox counts are the caller's: it
     snapshots the Threads before and after.
     """
+    from groupware.mail.services import emails  # (it imports this module)
+
     moved: list[tuple[int, int]] = []
     fields = [field for field in Email._meta.concrete_fields if not field.primary_key]
     old_emails = list(Email.objects.filter(account_id=account.pk, thread_id__in=sources).order_by("received_at", "pk"))
@@ -180,7 +182,7 @@ def threads_merge(*, account: Account, changes: ChangeSet, target: Thread, sourc
         changes.record(EMAIL_TYPE, email_id(old.pk), Change.DESTROYED)
         changes.record(EMAIL_TYPE, email_id(new.pk), Change.CREATED)
         # The search index is keyed by Email: drop the old key, index the new one.
-        search_index_add(email=new, fields=email_search_fields(new))
+        search_index_add(email=new, fields=emails.email_search_fields(new))
     if moved:
         search_index_remove(email_ids=[old for old, _ in moved])
         Email.objects.filter(pk__in=[old for old, _ in moved]).delete()
@@ -199,10 +201,3 @@ def threads_merge(*, account: Account, changes: ChangeSet, target: Thread, sourc
         changes.record(THREAD_TYPE, thread_id(pk), Change.DESTROYED)
     changes.record(THREAD_TYPE, thread_id(target.pk), Change.UPDATED)
     return moved
-
-
-def email_search_fields(email: Email) -> dict[str, str]:
-    """The search index fields of a stored Email, from its parsed message."""
-    from groupware.mail.services.emails import search_fields_of
-
-    return search_fields_of(email.parsed)
