@@ -33,11 +33,11 @@ import io
 import logging
 import re
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import IO, Protocol
+from typing import IO, Any, Protocol
 
 from django.conf import settings
 from django.core.files import File
@@ -150,8 +150,41 @@ def blob_find(account: Account, blob_id: object, *, user: User | None = None) ->
     return visible_to(rows, user).first()
 
 
+# Blob ids that name content derived from a stored blob (e.g. one MIME part of a stored
+# message), by their first character: the resolver returns the octets or None.
+DerivedBlobResolver = Callable[[Any, str, Any], "bytes | None"]
+_derived_resolvers: dict[str, DerivedBlobResolver] = {}
+
+
+def register_derived_blobs(prefix: str, resolver: DerivedBlobResolver) -> None:
+    """Let a data type serve blob ids starting with ``prefix`` (downloads, Blob/copy...)."""
+    if prefix == BLOB_ID_PREFIX:
+        raise ValueError("the plain blob prefix can't be taken over")
+    _derived_resolvers[prefix] = resolver
+
+
+def _open_derived(account: Account, blob_id: object, user: User | None) -> OpenBlob | None:
+    if not isinstance(blob_id, str) or not blob_id:
+        return None
+    resolver = _derived_resolvers.get(blob_id[0])
+    if resolver is None:
+        return None
+    content = resolver(account, blob_id, user)
+    if content is None:
+        return None
+    return OpenBlob(
+        blob_id=blob_id,
+        sha256=hashlib.sha256(content).hexdigest(),
+        size=len(content),
+        type="application/octet-stream",
+        file=File(io.BytesIO(content)),
+    )
+
+
 def blob_open(account: Account, blob_id: object, *, user: User | None = None) -> OpenBlob | None:
     """Open a blob visible in the account for reading, or None (missing or foreign alike)."""
+    if isinstance(blob_id, str) and not blob_id.startswith(BLOB_ID_PREFIX):
+        return _open_derived(account, blob_id, user)
     account_blob = blob_find(account, blob_id, user=user)
     if account_blob is None:
         return None

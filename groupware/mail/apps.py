@@ -13,3 +13,9 @@ class MailConfig(AppConfig):
         # Every new account gets the standard mailboxes (inbox, drafts, sent...).
         if mailboxes_provision_defaults not in ACCOUNT_PROVISIONERS:
             ACCOUNT_PROVISIONERS.append(mailboxes_provision_defaults)
+
+        from groupware.core.blobs import register_derived_blobs
+        from groupware.mail.services.emails import mail_blob_read
+
+        # "p…" blob ids name one MIME part of a stored message (downloads of attachments).
+        register_derived_blobs("p", lambda account, blob_id, user: mail_blob_read(account, blob_id, user=user))

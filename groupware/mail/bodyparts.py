@@ -309,6 +309,13 @@ def parse_location(raw: str | None) -> str | None:
     return text.strip('"') or None
 
 
+def parse_transfer_encoding(raw: str | None) -> str:
+    """Content-Transfer-Encoding (RFC 2045 §6.1), lower case, CFWS removed; "" if absent."""
+    if raw is None:
+        return ""
+    return "".join(_strip_cfws(unfold(raw[:MAX_PARSED_LENGTH])).split()).strip('"').lower()
+
+
 # -- textBody, htmlBody, attachments (RFC 8621 §4.1.4) -------------------------------------------
 
 

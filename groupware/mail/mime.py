@@ -41,6 +41,7 @@ from groupware.mail.bodyparts import (
     parse_disposition,
     parse_language,
     parse_location,
+    parse_transfer_encoding,
 )
 from groupware.mail.headers import (
     Address,
@@ -50,7 +51,6 @@ from groupware.mail.headers import (
     decode_raw,
     header_value,
     parse_date,
-    unfold,
 )
 
 __all__ = [
@@ -175,8 +175,7 @@ def _describe(part: BodyPart, default_type: str) -> bytes | None:
     part.cid = parse_content_id(first.get("content-id"))
     part.language = parse_language(first.get("content-language"))
     part.location = parse_location(first.get("content-location"))
-    encoding = first.get("content-transfer-encoding")
-    part.encoding = "".join(unfold(encoding).split()).strip('"').lower() if encoding is not None else ""
+    part.encoding = parse_transfer_encoding(first.get("content-transfer-encoding"))
     if part.type.startswith("multipart/"):
         boundary = content_type.params.get("boundary", "").rstrip(" \t")
         return boundary.encode("utf-8", "replace") if boundary else None

@@ -501,3 +501,8 @@ def test_base64_encoded_html_is_checked_for_cid_references():
         "--b--\n"
     )
     assert parse_message(raw).has_attachment is False
+
+
+def test_transfer_encoding_with_comment_and_case():
+    raw, part = one_part("Content-Type: text/plain\nContent-Transfer-Encoding: Base64 (encoded)", b"aGk=")
+    assert part.encoding == "base64" and body_value(raw, part)["value"] == "hi"
