@@ -182,5 +182,10 @@ LOGGING = {
 JMAP_METHOD_MODULES = [
     "jmap.core_methods",
     "jmap.blob_methods",
+    "jmap.mail_capability",
+    "jmap.mailbox",
+    "jmap.thread",
+    "jmap.email",
+    "jmap.email_query",
     *env_list("EXTRA_JMAP_METHOD_MODULES", []),
 ]

@@ -12,7 +12,3 @@ from groupware.settings import INSTALLED_APPS, JMAP_METHOD_MODULES
 # A small data type ("Note") used only to test the generic standard methods.
 INSTALLED_APPS = [*INSTALLED_APPS, "tests.jmaptest"]
 JMAP_METHOD_MODULES = [*JMAP_METHOD_MODULES, "tests.jmaptest.methods", "tests.jmaptest.failing"]
-# The mail capability is switched on in production once Email is complete; tests use it now.
-JMAP_METHOD_MODULES += ["jmap.mail_capability", "jmap.mailbox"]
-JMAP_METHOD_MODULES += ["jmap.thread", "jmap.email"]
-JMAP_METHOD_MODULES += ["jmap.email_query"]

@@ -314,7 +314,8 @@ def fold(name: str, value: str) -> str:
     out: list[str] = []
     current = f"{name}:"
     for word in value.split(" "):
-        if len(current) + 1 + len(word) > LINE_LENGTH and current.strip() and not current.endswith(":"):
+        # Fold only before a word: a line of white space alone would end the header.
+        if word and len(current) + 1 + len(word) > LINE_LENGTH and not current.endswith(":"):
             out.append(current)
             current = ""
         current += " " + word
@@ -361,6 +362,7 @@ class _Entity:
 
 
 _TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
+_MEDIA_TYPE = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+/[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
 
 
 def _parameter(name: str, value: str) -> list[str]:
@@ -467,7 +469,6 @@ class _Context:
     load_blob: Callable[[str], bytes | None]
     missing: list[str] = field(default_factory=list)
     parts: int = 0
-    used_values: set[str] = field(default_factory=set)
 
 
 def _check_body_values(value: Any) -> Mapping[str, Any]:
@@ -530,8 +531,8 @@ def _build_part(
 
     sub_parts = part.get("subParts")
     given_type = part.get("type")
-    if given_type is not None and (not isinstance(given_type, str) or parse_content_type(given_type).valid is False):
-        raise ComposeError(f"{prop}: type must be a media type", [prop])
+    if given_type is not None and (not isinstance(given_type, str) or not _MEDIA_TYPE.match(given_type)):
+        raise ComposeError(f"{prop}: type must be a media type (type/subtype, no parameters)", [prop])
     content_params: list[tuple[str, str]] = []
     content_type_header = next((value for header, value in headers if header.name.lower() == "content-type"), None)
     if content_type_header is not None:
@@ -596,7 +597,6 @@ def _build_part(
             raise ComposeError(f"{prop}: partId {part_id!r} is not in bodyValues", [prop, "bodyValues"])
         if "charset" in part or "size" in part:
             raise ComposeError(f"{prop}: charset and size can't be given with a partId", [prop])
-        ctx.used_values.add(part_id)
         media = (given_type or default_type or "text/plain").lower()
         if media.startswith("multipart/"):
             raise ComposeError(f"{prop}: a multipart part needs subParts", [prop])
@@ -605,8 +605,8 @@ def _build_part(
         if media.startswith("text/"):
             entity.params = [("charset", "us-ascii" if data.isascii() else "utf-8")]
         entity.params += content_params
-        if name and disposition is None:
-            entity.params.append(("name", name))
+        if name:
+            entity.params.append(("name", name))  # for readers that only look here
         _encode_body(entity, data, text=True)
         return entity
 

@@ -221,6 +221,9 @@ def test_subjects_round_trip():
         assert_crlf_only(raw)
         head = raw.split(b"\r\n\r\n", 1)[0]
         assert all(len(line) <= 998 for line in head.split(b"\r\n"))
+    raw, parsed = compose({"subject": "a" + " " * 200 + "b" + " " * 100})
+    assert parsed.subject == "a" + " " * 200 + "b"
+    assert not re.search(rb"\r\n[ \t]*\r\n(?!\r\n)", raw.split(b"\r\n\r\n", 1)[0] + b"\r\n")  # no blank fold
     _raw, parsed = compose({"subject": "two\nlines"})
     assert parsed.subject == "two lines"  # a header field can't hold a line break
 
@@ -314,6 +317,7 @@ def test_part_header_content_type_is_taken_apart():
         ),
         ({"bodyStructure": {"partId": "p", "unknown": 1}}, ["bodyStructure"]),
         ({"bodyStructure": {"type": "text/plain", "subParts": []}}, ["bodyStructure"]),
+        ({"bodyStructure": {"partId": "p", "type": "text/plain; charset=utf-8"}}, ["bodyStructure"]),
         ({"bodyStructure": {"type": "multipart/mixed", "blobId": "pdf"}}, ["bodyStructure"]),
         ({"bodyStructure": {"partId": "p", "header:Subject": " x"}, "subject": "y"}, ["bodyStructure"]),
         ({"bodyValues": {"p": {"value": "x", "isTruncated": True}}}, ["bodyValues"]),

@@ -506,3 +506,17 @@ def test_base64_encoded_html_is_checked_for_cid_references():
 def test_transfer_encoding_with_comment_and_case():
     raw, part = one_part("Content-Type: text/plain\nContent-Transfer-Encoding: Base64 (encoded)", b"aGk=")
     assert part.encoding == "base64" and body_value(raw, part)["value"] == "hi"
+
+
+def test_a_parser_bug_still_stores_the_message(monkeypatch, caplog):
+    from groupware.mail import mime
+
+    def broken(raw, state):
+        raise RuntimeError("bug")
+
+    monkeypatch.setattr(mime, "_parse_structure", broken)
+    raw = crlf("Subject: still here\n\nthe body\n")
+    parsed = mime.parse_message(raw)
+    assert "internal parser error" in parsed.defects
+    assert parsed.subject == "still here"
+    assert [body_value(raw, part)["value"] for part in parsed.text_body] == ["the body\n"]
