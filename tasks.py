@@ -9,6 +9,7 @@ Standard library only, so that it runs with any Python 3.11+ before anything is 
     python3 tasks.py lint                        ruff, the migrations check, Django's system checks
     python3 tasks.py check [PYTEST ARGS...]      lint, then the test suite
     python3 tasks.py bench [BENCH ARGS...]       the HTTP benchmark (python3 tasks.py bench --help)
+    python3 tasks.py bench-mail [ARGS...]        the mail store benchmark (python3 tasks.py bench-mail --help)
     python3 tasks.py setup                       only create .venv and install requirements.txt
 
 Every command first makes sure ``.venv`` exists and holds requirements.txt (reinstalled only
@@ -33,7 +34,7 @@ VENV_PYTHON = BIN / ("python.exe" if os.name == "nt" else "python")
 REQUIREMENTS = ROOT / "requirements.txt"
 BENCH_REQUIREMENTS = ROOT / "bench" / "requirements.txt"
 DEMO_EMAIL = "demo@example.com"
-COMMANDS = ("run", "test", "lint", "check", "bench", "setup")
+COMMANDS = ("run", "test", "lint", "check", "bench", "bench-mail", "setup")
 
 
 def say(message: str) -> None:
@@ -110,7 +111,7 @@ def ensure_venv(command: str) -> None:
     if not in_venv() and not venv_works():
         create_venv()
     install(REQUIREMENTS)
-    if command == "bench":
+    if command in ("bench", "bench-mail"):
         install(BENCH_REQUIREMENTS)
     if not in_venv():
         replace_process(VENV_PYTHON, Path(__file__).resolve(), command, *sys.argv[2:])
@@ -195,6 +196,10 @@ def command_bench(args: list[str]) -> None:
     replace_process(VENV_PYTHON, "-m", "bench.run", *args)
 
 
+def command_bench_mail(args: list[str]) -> None:
+    replace_process(VENV_PYTHON, "-m", "bench.mail", *args)
+
+
 def main() -> None:
     if sys.version_info < (3, 11):  # noqa: UP036  # this file may be started by an older python3
         fail(f"Python 3.11 or newer is needed; this is {sys.version.split()[0]}")
@@ -219,6 +224,8 @@ def main() -> None:
         command_test(args)
     elif command == "bench":
         command_bench(args)
+    elif command == "bench-mail":
+        command_bench_mail(args)
 
 
 if __name__ == "__main__":
