@@ -44,7 +44,7 @@ from jmap.mail_capability import MAIL, max_mailboxes_per_email, max_size_attachm
 from jmap.registry import registry
 from jmap.standard import ModelDataType, Prop, SetContext, register_standard_methods
 from jmap.standard.get import GET_ARGS
-from jmap.standard.set import SET_ARGS, _destroys, _updates
+from jmap.standard.set import standard_set
 
 # -- Properties ---------------------------------------------------------------------------
 
@@ -389,6 +389,12 @@ def parse_utc_date(value: str) -> datetime | None:
 
 
 class EmailType(ModelDataType):
+    def create_record(self, ctx: SetContext, values: dict[str, Any]) -> tuple[Email, dict[str, Any]]:
+        # Email creates take header:* and body properties beyond the declared ones: not
+        # the generic property validation but composing a message (RFC 8621 §4.6).
+        email = email_create(ctx, values)
+        return email, created_extra(email)
+
     name = EMAIL_TYPE
     capability = MAIL
     model = Email
@@ -599,44 +605,8 @@ def email_get(call: CallContext, arguments: dict[str, Any]) -> dict[str, Any]:
 
 @registry.method("Email/set", capability=MAIL, writes=True)
 def email_set(call: CallContext, arguments: dict[str, Any]) -> dict[str, Any]:
-    parsed = a.parse(SET_ARGS, arguments)
-    account = call.account(parsed["accountId"], write=True)
-    create, update, destroy = parsed["create"] or {}, parsed["update"] or {}, parsed["destroy"] or []
-    limit = settings.JMAP["maxObjectsInSet"]
-    if len(create) + len(update) + len(destroy) > limit:
-        raise MethodError("requestTooLarge", f"at most {limit} objects per /set (maxObjectsInSet)")
-    with account_changes(account.pk) as changes:
-        old_state = type_state(account, EMAIL_TYPE)
-        if parsed["ifInState"] is not None and parsed["ifInState"] != old_state:
-            raise MethodError("stateMismatch", "ifInState does not match the current state")
-        ctx = SetContext(call=call, account=account, changes=changes)
-        created: dict[str, Any] = {}
-        not_created: dict[str, Any] = {}
-        for cid, values in create.items():
-            try:
-                with changes.savepoint():
-                    email = email_create(ctx, values)
-            except SetError as error:
-                not_created[cid] = error.as_dict()
-                continue
-            object_id = email_id_of(email.pk)
-            call.add_created_id(cid, object_id)
-            ctx.created_here[cid] = object_id
-            created[cid] = {"id": object_id, **created_extra(email)}
-        updated, not_updated = _updates(EMAIL, ctx, update, destroy)
-        destroyed, not_destroyed = _destroys(EMAIL, ctx, destroy)
-        touched = changes.touched_types().get(EMAIL_TYPE)
-    return {
-        "accountId": account.jmap_id,
-        "oldState": old_state,
-        "newState": encode_state(touched) if touched is not None else old_state,
-        "created": created or None,
-        "updated": updated or None,
-        "destroyed": destroyed or None,
-        "notCreated": not_created or None,
-        "notUpdated": not_updated or None,
-        "notDestroyed": not_destroyed or None,
-    }
+    # The standard /set; creates go through EmailType.create_record (RFC 8621 §4.6).
+    return standard_set(EMAIL, call, arguments)
 
 
 def email_create(ctx: SetContext, values: dict[str, Any]) -> Email:

@@ -154,6 +154,14 @@ class DataType:
 
     # -- writes, through the type's domain services ----------------------------------------
 
+    def create_record(self, ctx: SetContext, values: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+        """One /set create from the client's JSON: validation against ``properties`` and
+        then ``create``. Types whose creates take more than declared properties (Email's
+        ``header:*`` forms) override this; returns the record and ``created``'s extras."""
+        from jmap.standard.set import generic_create
+
+        return generic_create(self, ctx, values)
+
     def create(self, ctx: SetContext, values: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
         """Create a record; return it and any server-set properties beyond id."""
         raise NotImplementedError

@@ -129,39 +129,45 @@ def check_values(datatype: DataType, ctx: SetContext, values: dict[str, Any]) ->
     return checked
 
 
+def generic_create(datatype: DataType, ctx: SetContext, values: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+    """Validate a create against the declared properties, then call the type's create hook.
+
+    Returns the record and the properties to report in ``created`` beyond its id.
+    """
+    server_set = [name for name in values if name in datatype.properties and datatype.properties[name].server_set]
+    if server_set:
+        raise invalid_properties(server_set, "these properties are set by the server")
+    missing = [
+        name
+        for name, prop in datatype.properties.items()
+        if name not in values and not prop.server_set and not prop.has_default
+    ]
+    if missing:
+        raise invalid_properties(missing, "required properties are missing")
+    checked = check_values(datatype, ctx, values)
+    defaults = {
+        name: prop.default_value()
+        for name, prop in datatype.properties.items()
+        if name not in values and not prop.server_set and prop.has_default
+    }
+    record, extra = datatype.create(ctx, {**defaults, **checked})
+    return record, {**defaults, **extra}
+
+
 def _creates(datatype: DataType, ctx: SetContext, create: dict[str, dict]) -> tuple[dict, dict]:
     created: dict[str, Any] = {}
     not_created: dict[str, Any] = {}
     for cid in creation_order(datatype, create):
-        values = create[cid]
         try:
-            server_set = [
-                name for name in values if name in datatype.properties and datatype.properties[name].server_set
-            ]
-            if server_set:
-                raise invalid_properties(server_set, "these properties are set by the server")
-            missing = [
-                name
-                for name, prop in datatype.properties.items()
-                if name not in values and not prop.server_set and not prop.has_default
-            ]
-            if missing:
-                raise invalid_properties(missing, "required properties are missing")
-            checked = check_values(datatype, ctx, values)
-            defaults = {
-                name: prop.default_value()
-                for name, prop in datatype.properties.items()
-                if name not in values and not prop.server_set and prop.has_default
-            }
             with ctx.changes.savepoint():
-                record, extra = datatype.create(ctx, {**defaults, **checked})
+                record, extra = datatype.create_record(ctx, create[cid])
         except SetError as error:
             not_created[cid] = error.as_dict()
             continue
         object_id = datatype.object_id(record)
         ctx.call.add_created_id(cid, object_id)
         ctx.created_here[cid] = object_id
-        created[cid] = {"id": object_id, **defaults, **extra}
+        created[cid] = {"id": object_id, **extra}
     return created, not_created
 
 
