@@ -24,7 +24,7 @@ from jmap.mail_capability import MAIL
 from jmap.registry import registry
 from jmap.standard.changes import since_modseq
 from jmap.standard.datatype import DataType
-from jmap.standard.query import QUERY_ARGS, QUERY_CHANGES_ARGS
+from jmap.standard.query import QUERY_ARGS, QUERY_CHANGES_ARGS, fold_filter
 
 DEFAULT_MAX_QUERY_LIMIT = 5000
 MAX_FILTER_DEPTH = 32
@@ -51,7 +51,6 @@ SORT_PROPERTIES = {
     "allInThreadHaveKeyword": "all_in_thread_have_keyword",
     "someInThreadHaveKeyword": "some_in_thread_have_keyword",
 }
-_OPERATORS = ("AND", "OR", "NOT")
 _UTC_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d+)?Z$")
 # RFC 5322 §3.6.8 field-name: printable US-ASCII except ":".
 _FIELD_NAME = re.compile(r"^[\x21-\x39\x3b-\x7e]+$")
@@ -128,29 +127,16 @@ def parse_filter(tree: dict[str, Any] | None) -> engine.FilterNode | None:
     """The engine's filter for a JMAP FilterOperator/FilterCondition (RFC 8620 §5.5)."""
     if tree is None:
         return None
-    budget = [MAX_FILTER_CONDITIONS]
-    return _filter_node(tree, 1, budget, "filter")
+    return fold_filter(
+        tree,
+        condition=_condition,
+        operator=lambda name, children: engine.Operator(name, tuple(children)),
+        max_depth=MAX_FILTER_DEPTH,
+        max_parts=MAX_FILTER_CONDITIONS,
+    )
 
 
-def _filter_node(node: Any, depth: int, budget: list[int], where: str) -> engine.FilterNode:
-    if not isinstance(node, dict):
-        raise MethodError("invalidArguments", f"{where} must be a FilterOperator or FilterCondition object")
-    if depth > MAX_FILTER_DEPTH:
-        raise MethodError("unsupportedFilter", f"filters may nest at most {MAX_FILTER_DEPTH} levels")
-    budget[0] -= 1
-    if budget[0] < 0:
-        raise MethodError("unsupportedFilter", f"filters may have at most {MAX_FILTER_CONDITIONS} parts")
-    if "operator" in node:
-        operator, conditions = node.get("operator"), node.get("conditions")
-        if set(node) != {"operator", "conditions"} or operator not in _OPERATORS or not isinstance(conditions, list):
-            raise MethodError(
-                "invalidArguments", f"{where}: a FilterOperator has operator AND/OR/NOT and conditions (an array)"
-            )
-        children = tuple(
-            _filter_node(child, depth + 1, budget, f"{where}/conditions/{index}")
-            for index, child in enumerate(conditions)
-        )
-        return engine.Operator(operator, children)
+def _condition(node: dict[str, Any], where: str) -> engine.FilterNode:
     parts: list[engine.FilterNode] = []
     for name, value in node.items():
         spec = FILTER_CONDITIONS.get(name)

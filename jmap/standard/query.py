@@ -8,7 +8,8 @@ orders strings the same way and the order is stable (ties broken by the record k
 from __future__ import annotations
 
 import functools
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from django.db.models import Q
 
@@ -43,44 +44,69 @@ QUERY_CHANGES_ARGS = (
 )
 
 _OPERATORS = {"AND", "OR", "NOT"}
+T = TypeVar("T")
+
+
+def fold_filter(
+    tree: Any,
+    *,
+    condition: Callable[[dict[str, Any], str], T],
+    operator: Callable[[str, list[T]], T],
+    max_depth: int,
+    max_parts: int,
+) -> T:
+    """Check a FilterOperator/FilterCondition tree (RFC 8620 §5.5) and fold it bottom-up:
+    ``condition(node, where)`` for each FilterCondition, ``operator(name, children)`` for
+    each AND/OR/NOT. Too deep or too large a tree is unsupportedFilter."""
+    budget = [max_parts]
+
+    def fold(node: Any, depth: int, where: str) -> T:
+        if not isinstance(node, dict):
+            raise MethodError("invalidArguments", f"{where} must be a FilterOperator or FilterCondition object")
+        if depth > max_depth:
+            raise MethodError("unsupportedFilter", f"filters may nest at most {max_depth} levels")
+        budget[0] -= 1
+        if budget[0] < 0:
+            raise MethodError("unsupportedFilter", f"filters may have at most {max_parts} parts")
+        if "operator" not in node:
+            return condition(node, where)
+        name, conditions = node.get("operator"), node.get("conditions")
+        if set(node) != {"operator", "conditions"} or name not in _OPERATORS or not isinstance(conditions, list):
+            raise MethodError(
+                "invalidArguments", f"{where}: a FilterOperator has operator AND/OR/NOT and conditions (an array)"
+            )
+        children = [fold(child, depth + 1, f"{where}/conditions/{index}") for index, child in enumerate(conditions)]
+        return operator(name, children)
+
+    return fold(tree, 1, "filter")
 
 
 def build_filter(datatype: DataType, tree: dict[str, Any] | None) -> Q:
     if tree is None:
         return Q()
-    budget = [datatype.max_filter_conditions]
-    return _filter_node(datatype, tree, 1, budget, "filter")
 
+    def condition(node: dict[str, Any], where: str) -> Q:
+        result = Q()
+        for name, value in node.items():
+            spec = datatype.filters.get(name)
+            if spec is None:
+                raise MethodError("unsupportedFilter", f"{where}: {name} is not a filter condition of {datatype.name}")
+            result &= spec.to_q(spec.check(value, f"{where}/{name}"))
+        return result
 
-def _filter_node(datatype: DataType, node: Any, depth: int, budget: list[int], where: str) -> Q:
-    if not isinstance(node, dict):
-        raise MethodError("invalidArguments", f"{where} must be a FilterOperator or FilterCondition object")
-    if depth > datatype.max_filter_depth:
-        raise MethodError("unsupportedFilter", f"filters may nest at most {datatype.max_filter_depth} levels")
-    budget[0] -= 1
-    if budget[0] < 0:
-        raise MethodError("unsupportedFilter", f"filters may have at most {datatype.max_filter_conditions} parts")
-    if "operator" in node:
-        operator, conditions = node.get("operator"), node.get("conditions")
-        if set(node) != {"operator", "conditions"} or operator not in _OPERATORS or not isinstance(conditions, list):
-            raise MethodError(
-                "invalidArguments", f"{where}: a FilterOperator has operator AND/OR/NOT and conditions (an array)"
-            )
-        parts = [
-            _filter_node(datatype, child, depth + 1, budget, f"{where}/conditions/{index}")
-            for index, child in enumerate(conditions)
-        ]
-        if operator == "AND":
+    def operator(name: str, parts: list[Q]) -> Q:
+        if name == "AND":
             return functools.reduce(lambda left, right: left & right, parts, Q())
         combined = functools.reduce(lambda left, right: left | right, parts, Q(pk__in=[]))
-        return ~combined if operator == "NOT" else combined
-    result = Q()
-    for name, value in node.items():
-        condition = datatype.filters.get(name)
-        if condition is None:
-            raise MethodError("unsupportedFilter", f"{where}: {name} is not a filter condition of {datatype.name}")
-        result &= condition.to_q(condition.check(value, f"{where}/{name}"))
-    return result
+        return ~combined if name == "NOT" else combined
+
+    return fold_filter(
+        tree,
+        condition=condition,
+        operator=operator,
+        max_depth=datatype.max_filter_depth,
+        max_parts=datatype.max_filter_conditions,
+    )
 
 
 def _sort_plan(datatype: DataType, sort: list[dict] | None) -> list[tuple[str, str, bool, Any]]:
