@@ -30,7 +30,7 @@ from jmap.standard import Filter, ModelDataType, Prop, SetContext, Sort
 from jmap.standard.changes import standard_changes
 from jmap.standard.collation import COLLATIONS, DEFAULT_COLLATION
 from jmap.standard.get import standard_get
-from jmap.standard.query import _Key, _sort_plan, _value_key, standard_query, standard_query_changes
+from jmap.standard.query import SortKey, SortPlan, standard_query, standard_query_changes
 from jmap.standard.set import standard_set
 
 if TYPE_CHECKING:
@@ -179,7 +179,7 @@ class MailboxType(ModelDataType):
     ) -> list[str]:
         """RFC 8621 §2.3: the standard /query plus sortAsTree and filterAsTree."""
         matches = _FilterBuilder(self).build(filter_tree)
-        plan = _sort_plan(self, sort)
+        plan = SortPlan(self, sort)
         user_pk, _, owner_pk = self._viewer(account.pk)
         rows = list(
             Mailbox.objects.filter(account=account).values(
@@ -193,12 +193,9 @@ class MailboxType(ModelDataType):
                 row["parent_id"] = None
         tie_break = COLLATIONS[DEFAULT_COLLATION]
 
-        def key(row: _Row) -> _Key:
+        def key(row: _Row) -> SortKey:
             # Mailboxes with equal comparators come by name (§2 sortOrder), then by id.
-            parts = tuple(
-                (_value_key(row[field], kind, collate), ascending) for field, kind, ascending, collate in plan
-            )
-            return _Key((*parts, (tie_break(row["name"]), True), (row["pk"], True)))
+            return plan.key([row[field] for field in plan.fields], tie_break(row["name"]), row["pk"])
 
         matched = [row for row in rows if matches(row)]
         if options.get("filterAsTree"):
@@ -283,7 +280,7 @@ def _ancestors(row: _Row, by_pk: dict[int, _Row]) -> list[int]:
     return found
 
 
-def _tree_order(rows: list[_Row], key: Callable[[_Row], _Key]) -> dict[int, int]:
+def _tree_order(rows: list[_Row], key: Callable[[_Row], SortKey]) -> dict[int, int]:
     """Depth-first position of every mailbox, siblings in comparator order (sortAsTree).
 
     An ancestor always comes before its descendants; two mailboxes in different

@@ -132,7 +132,7 @@ def _sort_plan(datatype: DataType, sort: list[dict] | None) -> list[tuple[str, s
     return plan
 
 
-class _Key:
+class SortKey:
     """Sort key over several comparators, each ascending or descending."""
 
     __slots__ = ("parts",)
@@ -140,7 +140,7 @@ class _Key:
     def __init__(self, parts: tuple) -> None:
         self.parts = parts
 
-    def __lt__(self, other: _Key) -> bool:
+    def __lt__(self, other: SortKey) -> bool:
         for (mine, ascending), (theirs, _) in zip(self.parts, other.parts, strict=True):
             if mine != theirs:
                 return (mine < theirs) if ascending else (theirs < mine)
@@ -156,24 +156,29 @@ def _value_key(value: Any, kind: str, collate: Any) -> tuple:
     return (1, value)
 
 
+class SortPlan:
+    """A checked Comparator list: the fields to read and a sort key over their values."""
+
+    def __init__(self, datatype: DataType, sort: list[dict] | None) -> None:
+        self.comparators = _sort_plan(datatype, sort)
+        self.fields = [field for field, _, _, _ in self.comparators]
+
+    def key(self, values: Any, *tie_breaks: Any) -> SortKey:
+        """The key of a record whose sort fields hold ``values`` (in ``fields`` order);
+        ``tie_breaks`` (ascending) order records the comparators find equal."""
+        parts = tuple(
+            (_value_key(value, kind, collate), ascending)
+            for value, (_, kind, ascending, collate) in zip(values, self.comparators, strict=True)
+        )
+        return SortKey((*parts, *((tie_break, True) for tie_break in tie_breaks)))
+
+
 def ordered_ids(datatype: DataType, account: Any, filter_tree: dict | None, sort: list[dict] | None) -> list[str]:
     """Every matching id in query order."""
     condition = build_filter(datatype, filter_tree)
-    plan = _sort_plan(datatype, sort)
-    fields = [field for field, _, _, _ in plan]
-    rows = datatype.queryset(account).filter(condition).values_list(datatype.tie_break_field, *fields)
-    if plan:
-
-        def key(row: tuple) -> _Key:
-            parts = tuple(
-                (_value_key(value, kind, collate), ascending)
-                for value, (_, kind, ascending, collate) in zip(row[1:], plan, strict=True)
-            )
-            return _Key((*parts, (row[0], True)))
-
-        rows = sorted(rows, key=key)
-    else:
-        rows = sorted(rows, key=lambda row: row[0])
+    plan = SortPlan(datatype, sort)
+    rows = datatype.queryset(account).filter(condition).values_list(datatype.tie_break_field, *plan.fields)
+    rows = sorted(rows, key=lambda row: plan.key(row[1:], row[0]))
     return [datatype.object_id_from_key(row[0]) for row in rows]
 
 
