@@ -43,7 +43,7 @@ from jmap.errors import MethodError, SetError, invalid_properties
 from jmap.mail_capability import MAIL, max_mailboxes_per_email, max_size_attachments_per_email
 from jmap.registry import registry
 from jmap.standard import ModelDataType, Prop, SetContext, register_standard_methods
-from jmap.standard.get import GET_ARGS
+from jmap.standard.get import GET_ARGS, requested_keys
 from jmap.standard.set import standard_set
 
 # -- Properties ---------------------------------------------------------------------------
@@ -561,19 +561,7 @@ def email_get(call: CallContext, arguments: dict[str, Any]) -> dict[str, Any]:
         if len(pks) > limit:
             raise MethodError("requestTooLarge", f"more than {limit} Emails; ask for ids (Email/query)")
         requested = [EMAIL.object_id_from_key(pk) for pk in pks]
-    if len(requested) > limit:
-        raise MethodError("requestTooLarge", f"at most {limit} ids per call (maxObjectsInGet)")
-    not_found: list[str] = []
-    keys: dict[int, str] = {}
-    for given in dict.fromkeys(requested):
-        object_id = given
-        if given.startswith("#"):
-            object_id = call.created_id(given[1:]) or given
-        key = EMAIL.parse_id(object_id)
-        if key is None:
-            not_found.append(given)
-        else:
-            keys[key] = given
+    keys, not_found = requested_keys(EMAIL, call, requested)
     records: dict[int, Email] = {}
     if keys:
         query = Email.objects.filter(account_id=account.pk, pk__in=list(keys))

@@ -35,6 +35,26 @@ def options_of(datatype: DataType, method: str, parsed: dict[str, Any]) -> dict[
     return {spec.name: parsed[spec.name] for spec in datatype.extra_args.get(method, ())}
 
 
+def requested_keys(datatype: DataType, call: CallContext, requested: list[str]) -> tuple[dict[Any, str], list[str]]:
+    """The lookup keys of /get's ids (each answered once; "#creationId" resolved) mapped to
+    the id as given, and the ids that can't be ours. requestTooLarge past maxObjectsInGet."""
+    limit = settings.JMAP["maxObjectsInGet"]
+    if len(requested) > limit:
+        raise MethodError("requestTooLarge", f"at most {limit} ids per call (maxObjectsInGet)")
+    keys: dict[Any, str] = {}
+    not_found: list[str] = []
+    for given in dict.fromkeys(requested):  # an id asked for twice is answered once
+        object_id = given
+        if given.startswith("#"):  # a creation id from earlier in the request
+            object_id = call.created_id(given[1:]) or given
+        key = datatype.parse_id(object_id)
+        if key is None:
+            not_found.append(given)
+        else:
+            keys[key] = given
+    return keys, not_found
+
+
 def standard_get(datatype: DataType, call: CallContext, arguments: dict[str, Any]) -> dict[str, Any]:
     parsed = a.parse(GET_ARGS + datatype.extra_args.get("get", ()), arguments)
     account = call.account(parsed["accountId"])
@@ -53,18 +73,7 @@ def standard_get(datatype: DataType, call: CallContext, arguments: dict[str, Any
             raise MethodError("requestTooLarge", f"more than {limit} records; ask for ids")
         found = records
     else:
-        if len(requested) > limit:
-            raise MethodError("requestTooLarge", f"at most {limit} ids per call (maxObjectsInGet)")
-        keys: dict[Any, str] = {}
-        for given in dict.fromkeys(requested):  # an id asked for twice is answered once
-            object_id = given
-            if given.startswith("#"):  # a creation id from earlier in the request
-                object_id = call.created_id(given[1:]) or given
-            key = datatype.parse_id(object_id)
-            if key is None:
-                not_found.append(given)
-            else:
-                keys[key] = given
+        keys, not_found = requested_keys(datatype, call, requested)
         loaded = datatype.load(account, list(keys)) if keys else {}
         found = []
         for key, given in keys.items():
