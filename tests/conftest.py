@@ -19,6 +19,23 @@ def basic(email: str, password: str = PASSWORD) -> str:
     return "Basic " + base64.b64encode(f"{email}:{password}".encode()).decode()
 
 
+class CallAssertions:
+    """``ok``/``error`` for test API helpers whose ``call(name, arguments)`` answers one call."""
+
+    def call(self, name: str, arguments: dict) -> list:
+        raise NotImplementedError
+
+    def ok(self, name: str, arguments: dict) -> dict:
+        response = self.call(name, arguments)
+        assert response[0] == name, response
+        return response[1]
+
+    def error(self, name: str, arguments: dict) -> dict:
+        response = self.call(name, arguments)
+        assert response[0] == "error", response
+        return response[1]
+
+
 class JmapClient:
     """Drives the real API view through Django's test client with Basic auth."""
 

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import pytest
 
+from tests.conftest import CallAssertions
 from tests.jmaptest.methods import CAPABILITY
 
 CORE = "urn:ietf:params:jmap:core"
 USING = [CORE, CAPABILITY]
 
 
-class NoteApi:
+class NoteApi(CallAssertions):
     def __init__(self, client) -> None:
         self.client = client
         self.account_id = client.account_id
@@ -18,16 +19,6 @@ class NoteApi:
     def call(self, name: str, arguments: dict) -> list:
         arguments = {"accountId": self.account_id, **arguments}
         return self.client.call(name, arguments, using=USING)
-
-    def ok(self, name: str, arguments: dict) -> dict:
-        response = self.call(name, arguments)
-        assert response[0] == name, response
-        return response[1]
-
-    def error(self, name: str, arguments: dict) -> dict:
-        response = self.call(name, arguments)
-        assert response[0] == "error", response
-        return response[1]
 
     def create(self, **notes: dict) -> dict[str, str]:
         result = self.ok("Note/set", {"create": notes})

@@ -13,7 +13,7 @@ from accounts.models import Account
 from groupware.mail.models import Email, Mailbox
 from groupware.mail.services.counts import mailbox_counts_recompute, mailbox_id
 from groupware.mail.services.emails import email_ingest
-from tests.conftest import JmapClient
+from tests.conftest import CallAssertions, JmapClient
 
 CORE = "urn:ietf:params:jmap:core"
 MAIL = "urn:ietf:params:jmap:mail"
@@ -80,7 +80,7 @@ def counts_are_exact(account: Account) -> bool:
     return mailbox_counts_recompute(account) == []
 
 
-class MailApi:
+class MailApi(CallAssertions):
     """The JMAP API with the mail capability, on one user's personal account."""
 
     def __init__(self, client: JmapClient) -> None:
@@ -95,16 +95,6 @@ class MailApi:
 
     def request(self, calls: list) -> list:
         return self.client.request(calls, using=USING)["methodResponses"]
-
-    def ok(self, name: str, arguments: dict) -> dict:
-        response = self.call(name, arguments)
-        assert response[0] == name, response
-        return response[1]
-
-    def error(self, name: str, arguments: dict) -> dict:
-        response = self.call(name, arguments)
-        assert response[0] == "error", response
-        return response[1]
 
     def mailbox_id(self, role: str = "inbox") -> str:
         return mailbox_id(mailbox(self.account, role).pk)

@@ -11,6 +11,7 @@ from groupware.core.models import AccountBlob, ObjectChange
 from groupware.mail.models import Email, EmailMailbox, Mailbox, Thread
 from groupware.mail.services.counts import COUNT_PROPERTIES, email_id, mailbox_id
 from jmap.mail_capability import MAIL
+from tests.conftest import CallAssertions
 
 CORE = "urn:ietf:params:jmap:core"
 USING = [CORE, MAIL]
@@ -40,7 +41,7 @@ RIGHTS = {
 }
 
 
-class MailboxApi:
+class MailboxApi(CallAssertions):
     """Mailbox calls through the HTTP API with using: [core, mail]."""
 
     def __init__(self, client, account_id: str | None = None) -> None:
@@ -49,16 +50,6 @@ class MailboxApi:
 
     def call(self, name: str, arguments: dict) -> list:
         return self.client.call(name, {"accountId": self.account_id, **arguments}, using=USING)
-
-    def ok(self, name: str, arguments: dict) -> dict:
-        response = self.call(name, arguments)
-        assert response[0] == name, response
-        return response[1]
-
-    def error(self, name: str, arguments: dict) -> dict:
-        response = self.call(name, arguments)
-        assert response[0] == "error", response
-        return response[1]
 
     def request(self, calls: list) -> list:
         return self.client.request(calls, using=USING)["methodResponses"]
