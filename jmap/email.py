@@ -20,7 +20,7 @@ from typing import Any
 
 from django.conf import settings
 
-from groupware.core.blobs import BlobNotFound, blob_id
+from groupware.core.blobs import BlobNotFound, blob_id, parse_blob_id
 from groupware.core.changes import account_changes, encode_state, type_state
 from groupware.core.ids import is_valid_id
 from groupware.mail import headers as mail_headers
@@ -490,12 +490,13 @@ def created_extra(email: Email) -> dict[str, Any]:
     return {"blobId": blob_id(email.blob_id), "threadId": thread_id(email.thread_id), "size": email.size}
 
 
-def resolve_mailboxes(ctx: SetContext, value: Mapping[str, Any]) -> list[int]:
+def resolve_mailboxes(ctx: SetContext | CallContext, value: Mapping[str, Any]) -> list[int]:
     """Mailbox pks for a mailboxIds value ("#creationId" keys allowed, RFC 8620 §5.3)."""
+    call = ctx.call if isinstance(ctx, SetContext) else ctx
     pks: list[int] = []
     bad: list[str] = []
     for key in value:
-        resolved = ctx.resolve_id(key) if key.startswith("#") else key
+        resolved = call.created_id(key[1:]) if key.startswith("#") else key
         pk = mailbox_pk(resolved) if resolved else None
         if pk is None:
             bad.append(key)
@@ -693,21 +694,30 @@ def email_import(call: CallContext, arguments: dict[str, Any]) -> dict[str, Any]
         raise MethodError("requestTooLarge", f"at most {limit} emails per Email/import (maxObjectsInSet)")
     created: dict[str, Any] = {}
     not_created: dict[str, Any] = {}
+    # Each message is read, parsed and tokenized before the account is locked, so
+    # concurrent imports into one account only queue for the writes (one batch).
+    items: dict[str, email_services.EmailImport] = {}
+    for cid, values in emails.items():
+        try:
+            items[cid] = _import_prepare(call, account, values)
+        except SetError as error:
+            not_created[cid] = error.as_dict()
     with account_changes(account.pk) as changes:
         old_state = type_state(account, EMAIL_TYPE)
         if parsed["ifInState"] is not None and parsed["ifInState"] != old_state:
             raise MethodError("stateMismatch", "ifInState does not match the current state")
-        ctx = SetContext(call=call, account=account, changes=changes)
-        for cid, values in emails.items():
-            try:
-                with changes.savepoint():
-                    email = _import_one(ctx, values)
-            except SetError as error:
-                not_created[cid] = error.as_dict()
+        results = email_services.emails_import(account=account, items=list(items.values()), user=call.user)
+        for cid, result in zip(items, results, strict=True):
+            if isinstance(result, Exception):
+                try:
+                    with _service_errors():
+                        raise result
+                except SetError as error:
+                    not_created[cid] = error.as_dict()
                 continue
-            object_id = email_id_of(email.pk)
+            object_id = email_id_of(result.pk)
             call.add_created_id(cid, object_id)
-            created[cid] = {"id": object_id, **created_extra(email)}
+            created[cid] = {"id": object_id, **created_extra(result)}
         touched = changes.touched_types().get(EMAIL_TYPE)
     return {
         "accountId": account.jmap_id,
@@ -718,8 +728,8 @@ def email_import(call: CallContext, arguments: dict[str, Any]) -> dict[str, Any]
     }
 
 
-def _import_one(ctx: SetContext, values: dict[str, Any]) -> Email:
-    """One EmailImport (RFC 8621 §4.8)."""
+def _import_prepare(call: CallContext, account: Any, values: dict[str, Any]) -> email_services.EmailImport:
+    """One EmailImport (RFC 8621 §4.8), checked, read and parsed (no lock held)."""
     unknown = [name for name in values if name not in _IMPORT_PROPERTIES]
     missing = [name for name in ("blobId", "mailboxIds") if name not in values]
     if unknown or missing:
@@ -739,23 +749,24 @@ def _import_one(ctx: SetContext, values: dict[str, Any]) -> Email:
         problems.append("blobId must be an Id")
     if bad:
         raise invalid_properties(bad, "; ".join(problems))
-    mailbox_pks = resolve_mailboxes(ctx, checked["mailboxIds"])
+    mailbox_pks = resolve_mailboxes(call, checked["mailboxIds"])
     keywords = checked_keyword_count(checked.get("keywords", {}))
-    raw = mail_blob_read(ctx.account, values["blobId"], user=ctx.call.user)
+    raw = mail_blob_read(account, values["blobId"], user=call.user)
     if raw is None:
         # RFC 8621 §4.8: an id not found is invalidProperties (blobId).
         raise invalid_properties(["blobId"], f"blob {values['blobId']} not found")
     if not email_services.message_plausible(raw):
         raise SetError("invalidEmail", "the blob is not a message (RFC 5322): it has no header fields")
     with _service_errors():
-        return email_services.email_ingest(
-            account=ctx.account,
-            raw=raw,
-            mailbox_ids=mailbox_pks,
-            keywords=keywords,
-            received_at=checked.get("receivedAt"),
-            user=ctx.call.user,
-        )
+        email_services.keywords_normalize(keywords)
+        prepared = email_services.email_prepare(raw=raw, received_at=checked.get("receivedAt"))
+    return email_services.EmailImport(
+        prepared=prepared,
+        mailbox_ids=mailbox_pks,
+        keywords=keywords,
+        # A whole stored blob only gets a reference; a body part is stored as a blob.
+        sha256=parse_blob_id(values["blobId"]),
+    )
 
 
 # -- Email/parse ------------------------------------------------------------------------

@@ -33,7 +33,8 @@ import io
 import logging
 import re
 import tempfile
-from collections.abc import Callable, Iterator
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -310,6 +311,27 @@ def blob_pin(account: Account, blob_id: object, *, user: User | None = None) -> 
     updated = rows.update(refcount=F("refcount") + 1)
     if not updated:
         raise BlobNotFound(blob_id)
+
+
+def blob_pin_many(account: Account, sha256s: Sequence[str], *, user: User | None = None) -> set[str]:
+    """``blob_pin`` for many blobs (by sha-256; one reference per occurrence) in one
+    UPDATE per distinct multiplicity; returns the ones the account (or ``user``) can't see,
+    which got no reference."""
+    counts = Counter(sha256s)
+    by_count: dict[int, list[str]] = {}
+    for sha256, count in counts.items():
+        by_count.setdefault(count, []).append(sha256)
+    missing: set[str] = set()
+    for count, group in by_count.items():
+        rows = visible_to(AccountBlob.objects.filter(account_id=account.pk, blob_id__in=group), user)
+        if rows.update(refcount=F("refcount") + count) != len(group):
+            found = set(
+                AccountBlob.objects.filter(account_id=account.pk, blob_id__in=group, refcount__gt=0).values_list(
+                    "blob_id", flat=True
+                )
+            )
+            missing |= set(group) - found
+    return missing
 
 
 def blob_unpin(account: Account, blob_id: object) -> bool:

@@ -79,6 +79,7 @@ MAX_FIELD_LEXEME_BYTES = 512_000  # a tsvector is at most 1 MB
 MAX_HEADER_NAME_LENGTH = 64
 MAX_TERMS = 64  # words and phrases in one search string
 _CHUNK = 500
+_WRITE_CHUNK = 100  # emails per INSERT of the index (SQLite: at most 999 parameters)
 
 # Private-use characters, which the tokenizer never produces inside a word token:
 # a position that holds no indexed token, and the header-field token markers.
@@ -98,6 +99,9 @@ _CJK_RANGES = (
 )
 _ASCII_NOT_ALNUM = re.compile(r"[\x00-\x2f\x3a-\x60\x7b-\x7f]+")
 _WHITESPACE = re.compile(r"\s+")
+_SPACE = re.compile(r"\s")
+_ASCII_TOKEN = re.compile(r"[a-z0-9]+")
+_PIECE = 32_768  # characters tokenized at a time, so a long text stops soon after a cap
 
 
 class SearchQueryError(ValueError):
@@ -147,6 +151,10 @@ def text_normalise(run: str) -> str:
 
 def token_spans(text: str) -> Iterator[tuple[int, int, str]]:
     """(start, end, token) of every token of ``text``, long tokens included."""
+    if text.isascii():  # lower() keeps every offset of ASCII text
+        for match in _ASCII_TOKEN.finditer(text.lower()):
+            yield match.start(), match.end(), match.group()
+        return
     for match in _token_pattern().finditer(text):
         token = text_normalise(match.group())
         if token:
@@ -154,8 +162,33 @@ def token_spans(text: str) -> Iterator[tuple[int, int, str]]:
 
 
 def tokenize(text: str) -> list[str]:
-    """The tokens of ``text`` (see the module doc), long tokens included."""
-    return [token for _, _, token in token_spans(text)]
+    """The tokens of ``text`` (see the module doc), long tokens included.
+
+    The same tokens as ``token_spans`` gives, made by the regular expression engine's
+    ``findall`` (no generator step per token): indexing tokenizes every message.
+    """
+    if text.isascii():  # in ASCII, letters and digits are the only word characters
+        return _ASCII_TOKEN.findall(text.lower())
+    tokens = []
+    for run in _token_pattern().findall(text):
+        token = run.lower() if run.isascii() else text_normalise(run)
+        if token:
+            tokens.append(token)
+    return tokens
+
+
+def text_pieces(text: str, size: int = _PIECE) -> Iterator[str]:
+    """``text`` in pieces of about ``size`` characters, cut only at white space (which is
+    never inside a token), so tokenizing the pieces gives the tokens of the whole text."""
+    start, length = 0, len(text)
+    while start < length:
+        if length - start <= size:
+            yield text[start:]
+            return
+        space = _SPACE.search(text, start + size)
+        end = space.end() if space else length
+        yield text[start:end]
+        start = end
 
 
 # -- Search strings ---------------------------------------------------------------------------
@@ -249,18 +282,49 @@ class _Stream:
         self._counts[token] += 1
         self.tokens.append(token)
 
-    def add_text(self, text: str) -> None:
-        for _, _, token in token_spans(text):  # lazily: a long text stops at the cap
+    def add_tokens(self, tokens: list[str]) -> None:
+        """``add`` each token, in bulk while no cap can be reached."""
+        if not tokens or self.full:
+            return
+        if len(self.tokens) + len(tokens) < MAX_FIELD_TOKENS:
+            counts = Counter(tokens)
+            fresh = [token for token in counts if token not in self._counts]
+            size = sum(len(token.encode()) for token in fresh)
+            within = self._bytes + size <= MAX_FIELD_LEXEME_BYTES and PLACEHOLDER not in counts
+            if within and all(self._counts[token] + n <= MAX_TOKEN_POSITIONS for token, n in counts.items()):
+                self.tokens.extend(tokens)
+                self._counts.update(counts)
+                self._bytes += size
+                return
+        for token in tokens:
             if self.full:
                 return
-            # Too long to index: it still takes a position, so phrases can't skip it.
-            self.add(token if len(token) <= MAX_TOKEN_LENGTH else PLACEHOLDER)
+            self.add(token)
+
+    def add_text(self, text: str) -> None:
+        for piece in text_pieces(text):  # a long text stops soon after a cap
+            self.add_tokens(indexable(tokenize(piece)))
+            if self.full:
+                return
+
+
+def indexable(tokens: list[str], prefix: str = "") -> list[str]:
+    """Tokens as indexed: ``prefix`` + token, or a placeholder for a token too long to
+    index (it still takes a position, so a phrase can't skip it)."""
+    if not prefix and (not tokens or max(map(len, tokens)) <= MAX_TOKEN_LENGTH):
+        return tokens
+    return [prefix + token if len(token) <= MAX_TOKEN_LENGTH else PLACEHOLDER for token in tokens]
+
+
+def _column(email: Any, name: str) -> Any:
+    # An Email, or a mapping of its column values (an Email not stored yet).
+    return email.get(name) if isinstance(email, Mapping) else getattr(email, name, None)
 
 
 def _header_fields(email: Any, fields: Mapping[str, str]) -> list[tuple[str, str]]:
     """(name, value) of every header field of the message, from the stored parse (or
     the ``headers`` text, "Name: value" lines, when there is no parse)."""
-    parsed = getattr(email, "parsed", None)
+    parsed = _column(email, "parsed")
     headers = parsed.get("headers") if isinstance(parsed, Mapping) else None
     result: list[tuple[str, str]] = []
     if isinstance(headers, list):
@@ -295,10 +359,9 @@ def _headers_stream(headers: list[tuple[str, str]]) -> _Stream:
         if prefix is None:
             continue
         stream.add(_HEADER_PRESENT + prefix)
-        for _, _, token in token_spans(_decoded_header(value)):
-            if stream.full:
-                return stream
-            stream.add(prefix + _HEADER_VALUE + token if len(token) <= MAX_TOKEN_LENGTH else PLACEHOLDER)
+        stream.add_tokens(indexable(tokenize(_decoded_header(value)), prefix + _HEADER_VALUE))
+        if stream.full:
+            return stream
         stream.add(PLACEHOLDER)  # no phrase runs from one header field into the next
     return stream
 
@@ -316,11 +379,11 @@ def _address_text(addresses: Any) -> str:
 def _field_texts(email: Any, fields: Mapping[str, str]) -> dict[str, str]:
     """Each field's text: what the parse gave, else the Email's columns."""
     fallback = {
-        "subject": getattr(email, "subject", "") or "",
-        "from": _address_text(getattr(email, "from_addresses", None)),
-        "to": _address_text(getattr(email, "to", None)),
-        "cc": _address_text(getattr(email, "cc", None)),
-        "bcc": _address_text(getattr(email, "bcc", None)),
+        "subject": _column(email, "subject") or "",
+        "from": _address_text(_column(email, "from_addresses")),
+        "to": _address_text(_column(email, "to")),
+        "cc": _address_text(_column(email, "cc")),
+        "bcc": _address_text(_column(email, "bcc")),
     }
     texts = {}
     for name in COLUMNS:
@@ -357,9 +420,19 @@ def _writing() -> Iterator[None]:
         yield
 
 
-def search_index_add(*, email: Any, fields: dict[str, str]) -> None:
-    """Index one email (replacing what was indexed for it). ``fields``: subject, from,
-    to, cc, bcc, body, attachments, headers; missing ones come from the Email's columns."""
+@dataclass(frozen=True)
+class SearchDocument:
+    """What the index holds for one email: each field's value as the engine stores it
+    (a tsvector literal on PostgreSQL, the token stream on SQLite). Made without the
+    database, so an ingest can tokenize before it takes the account's lock."""
+
+    values: tuple[str, ...]
+
+
+def search_document(*, email: Any, fields: Mapping[str, str]) -> SearchDocument:
+    """The document of an email (an Email, or a mapping of its columns). ``fields``:
+    subject, from, to, cc, bcc, body, attachments, headers; missing ones come from the
+    Email's columns."""
     texts = _field_texts(email, fields)
     streams: dict[str, list[str]] = {}
     for name, text in texts.items():
@@ -369,27 +442,43 @@ def search_index_add(*, email: Any, fields: dict[str, str]) -> None:
             stream = _Stream()
             stream.add_text(text)
             streams[name] = stream.tokens
+    if connection.vendor == "postgresql":
+        return SearchDocument(tuple(_tsvector_literal(streams[name]) for name in COLUMNS))
+    return SearchDocument(tuple(" ".join(streams[name]) for name in COLUMNS))
+
+
+def search_index_write(documents: Sequence[tuple[int, SearchDocument]]) -> None:
+    """Index emails (pk, document), replacing what was indexed for them."""
     columns = list(COLUMNS.values())
     with _writing(), connection.cursor() as cursor:
-        if connection.vendor == "postgresql":
-            values = [_tsvector_literal(streams[name]) for name in COLUMNS]
-            cursor.execute(
-                f"INSERT INTO {TABLE} (email_id, {', '.join(columns)}) "  # noqa: S608
-                f"VALUES (%s, {', '.join(['%s::tsvector'] * len(columns))}) "
-                f"ON CONFLICT (email_id) DO UPDATE SET "
-                + ", ".join(f"{column} = EXCLUDED.{column}" for column in columns),
-                [email.pk, *values],
-            )
-        elif connection.vendor == "sqlite":
-            values = [" ".join(streams[name]) for name in COLUMNS]
-            cursor.execute(f"DELETE FROM {TABLE} WHERE rowid = %s", [email.pk])  # noqa: S608
-            cursor.execute(
-                f"INSERT INTO {TABLE} (rowid, {', '.join(columns)}) "  # noqa: S608
-                f"VALUES (%s, {', '.join(['%s'] * len(columns))})",
-                [email.pk, *values],
-            )
-        else:  # pragma: no cover - config.database only knows these two
-            raise NotImplementedError(f"no search index for {connection.vendor}")
+        for start in range(0, len(documents), _WRITE_CHUNK):
+            chunk = documents[start : start + _WRITE_CHUNK]
+            params = [value for pk, document in chunk for value in (pk, *document.values)]
+            if connection.vendor == "postgresql":
+                row = f"(%s, {', '.join(['%s::tsvector'] * len(columns))})"
+                cursor.execute(
+                    f"INSERT INTO {TABLE} (email_id, {', '.join(columns)}) "  # noqa: S608
+                    f"VALUES {', '.join([row] * len(chunk))} "
+                    f"ON CONFLICT (email_id) DO UPDATE SET "
+                    + ", ".join(f"{column} = EXCLUDED.{column}" for column in columns),
+                    params,
+                )
+            elif connection.vendor == "sqlite":
+                keys = [pk for pk, _ in chunk]
+                cursor.execute(f"DELETE FROM {TABLE} WHERE rowid IN ({', '.join(['%s'] * len(keys))})", keys)  # noqa: S608
+                row = f"({', '.join(['%s'] * (len(columns) + 1))})"
+                cursor.execute(
+                    f"INSERT INTO {TABLE} (rowid, {', '.join(columns)}) "  # noqa: S608
+                    f"VALUES {', '.join([row] * len(chunk))}",
+                    params,
+                )
+            else:  # pragma: no cover - config.database only knows these two
+                raise NotImplementedError(f"no search index for {connection.vendor}")
+
+
+def search_index_add(*, email: Any, fields: Mapping[str, str]) -> None:
+    """Index one stored email (replacing what was indexed for it); see search_document."""
+    search_index_write([(email.pk, search_document(email=email, fields=fields))])
 
 
 def _key_column() -> str:

@@ -291,3 +291,108 @@ def test_thread_id_of_import_follows_threading(mail):
     thread = mail.ok("Thread/get", {"ids": [first["threadId"]]})["list"][0]
     assert thread["emailIds"] == [first["id"], reply["id"]]
     assert thread_id(Email.objects.get(pk=int(first["id"][1:], 32)).thread_id) == first["threadId"]
+
+
+def _import_batch(mail, raws: list[bytes], **extra_items) -> dict:
+    emails = {
+        f"m{index}": {"blobId": mail.upload(raw), "mailboxIds": {mail.mailbox_id("inbox"): True}}
+        for index, raw in enumerate(raws)
+    }
+    emails.update(extra_items)
+    return mail.ok("Email/import", {"emails": emails})
+
+
+def _thread_raws(count: int, tag: str) -> list[bytes]:
+    """A thread of ``count`` messages, each replying to the one before."""
+    raws = []
+    for index in range(count):
+        parent = f"<{tag}{index - 1}@example.com>" if index else None
+        raws.append(
+            message(
+                subject=("Re: " if index else "") + f"Topic {tag}",
+                message_id=f"<{tag}{index}@example.com>",
+                in_reply_to=parent,
+                references=parent,
+                body=f"Message {index} of {tag}.\n",
+            )
+        )
+    return raws
+
+
+def test_import_batch_threads_replies_within_the_batch(mail):
+    # A reply and its parent in one Email/import: one Thread, as if imported one by one.
+    result = _import_batch(mail, _thread_raws(3, "a") + _thread_raws(2, "b"))
+    created = result["created"]
+    assert result["notCreated"] is None
+    a_threads = {created[f"m{index}"]["threadId"] for index in range(3)}
+    b_threads = {created[f"m{index}"]["threadId"] for index in range(3, 5)}
+    assert len(a_threads) == 1 and len(b_threads) == 1 and a_threads != b_threads
+    thread = mail.ok("Thread/get", {"ids": sorted(a_threads)})["list"][0]
+    assert thread["emailIds"] == [created[f"m{index}"]["id"] for index in range(3)]
+    inbox = mail.ok("Mailbox/get", {"ids": [mail.mailbox_id("inbox")]})["list"][0]
+    assert (inbox["totalEmails"], inbox["totalThreads"]) == (5, 2)
+    assert counts_are_exact(mail.account)
+    # The search index has every message of the batch.
+    found = mail.ok("Email/query", {"filter": {"body": "Message"}})["ids"]
+    assert sorted(found) == sorted(item["id"] for item in created.values())
+
+
+def test_import_batch_merges_threads_linked_by_a_later_message(mail):
+    # Two Threads exist; a message of the batch references both: they merge, and the
+    # rest of the batch (a reply to it) joins the merged Thread.
+    first = mail.import_message(message(subject="Merge", message_id="<x1@example.com>"))
+    second = mail.import_message(message(subject="Merge", message_id="<x2@example.com>"))
+    assert first["threadId"] != second["threadId"]
+    linking = message(
+        subject="Re: Merge", message_id="<x3@example.com>", references="<x1@example.com> <x2@example.com>"
+    )
+    reply = message(subject="Re: Merge", message_id="<x4@example.com>", in_reply_to="<x3@example.com>")
+    other = message(subject="Other", message_id="<y1@example.com>")
+    result = _import_batch(mail, [other, linking, reply])
+    created = result["created"]
+    merged = created["m1"]["threadId"]
+    assert created["m2"]["threadId"] == merged and created["m0"]["threadId"] != merged
+    emails = mail.ok("Thread/get", {"ids": [merged]})["list"][0]["emailIds"]
+    assert len(emails) == 4
+    assert counts_are_exact(mail.account)
+
+
+def test_import_batch_refuses_items_one_by_one(mail):
+    good = message(subject="Good", message_id="<good@example.com>")
+    bad_mailbox = {"blobId": mail.upload(message(message_id="<bad@example.com>")), "mailboxIds": {"m999999": True}}
+    bad_keyword = {
+        "blobId": mail.upload(message(message_id="<kw@example.com>")),
+        "mailboxIds": {mail.mailbox_id("inbox"): True},
+        "keywords": {"bad(keyword": True},
+    }
+    missing_blob = {"blobId": "b" + "0" * 64, "mailboxIds": {mail.mailbox_id("inbox"): True}}
+    result = _import_batch(mail, [good], bad_mailbox=bad_mailbox, bad_keyword=bad_keyword, missing=missing_blob)
+    assert set(result["created"]) == {"m0"}
+    not_created = result["notCreated"]
+    assert not_created["bad_mailbox"]["type"] == "invalidProperties"
+    assert not_created["bad_mailbox"]["properties"] == ["mailboxIds"]
+    assert not_created["bad_keyword"]["type"] == "invalidProperties"
+    assert not_created["missing"]["type"] == "invalidProperties"
+    assert not_created["missing"]["properties"] == ["blobId"]
+    assert Email.objects.filter(account=mail.account).count() == 1
+    assert counts_are_exact(mail.account)
+
+
+def test_import_query_count_does_not_grow_with_the_batch(mail):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    def queries_for(raws: list[bytes]) -> int:
+        emails = {
+            f"m{index}": {"blobId": mail.upload(raw), "mailboxIds": {mail.mailbox_id("inbox"): True}}
+            for index, raw in enumerate(raws)
+        }
+        with CaptureQueriesContext(connection) as captured:
+            result = mail.ok("Email/import", {"emails": emails})
+        assert result["notCreated"] is None and len(result["created"]) == len(raws)
+        return len(captured.captured_queries)
+
+    small = queries_for(_thread_raws(2, "s") + _thread_raws(1, "t"))
+    large = queries_for(_thread_raws(12, "u") + _thread_raws(8, "v"))
+    # Reading each message blob is one query per message; everything else is per batch.
+    assert large - small == 20 - 3, (small, large)

@@ -17,8 +17,8 @@ of a message that is itself an attached message/rfc822 part chains the path:
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
-from dataclasses import replace
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -32,16 +32,17 @@ from groupware.core.blobs import (
     blob_copy,
     blob_id,
     blob_pin,
+    blob_pin_many,
     blob_read,
     blob_storage,
     blob_store,
     parse_blob_id,
     storage_name,
 )
-from groupware.core.changes import Change, ChangeSet, account_changes
+from groupware.core.changes import Change, account_changes
 from groupware.mail.mime import ParsedMessage, parse_message, part_content
 from groupware.mail.models import Email, EmailMailbox, Mailbox
-from groupware.mail.search import search_index_add
+from groupware.mail.search import SearchDocument, search_document
 from groupware.mail.services import threads
 from groupware.mail.services.counts import (
     EMAIL_TYPE,
@@ -50,6 +51,7 @@ from groupware.mail.services.counts import (
     mailbox_counts_apply,
     thread_snapshot,
 )
+from groupware.mail.services.store import NewEmail, emails_insert
 
 DEFAULT_MAX_MESSAGE_SIZE = 50_000_000
 MESSAGE_TYPE = "message/rfc822"
@@ -187,6 +189,14 @@ def without_nul(value: Any) -> Any:
     return value
 
 
+# The Email columns that come from the message (what a copy takes from its original).
+MESSAGE_COLUMNS = (
+    "sent_at", "subject", "base_subject", "message_id", "in_reply_to", "references", "sender",
+    "from_addresses", "to", "cc", "bcc", "reply_to", "sort_from", "sort_to", "preview",
+    "has_attachment", "parsed",
+)  # fmt: skip
+
+
 def _columns(parsed: ParsedMessage) -> dict[str, Any]:
     """Email columns from a ParsedMessage (everything /get and /query read fast)."""
     return without_nul(_columns_of(parsed))
@@ -322,60 +332,117 @@ def email_raw(email: Email) -> bytes:
 # -- Services -------------------------------------------------------------------------------
 
 
-def _mailbox_pks(account: Account, mailbox_ids: Iterable[int]) -> list[int]:
+def _existing_mailboxes(account: Account, id_lists: Iterable[Iterable[int]]) -> set[int]:
+    """Which of these mailbox pks exist in the account (one query)."""
+    wanted = {pk for ids in id_lists for pk in ids}
+    if not wanted:
+        return set()
+    return set(Mailbox.objects.filter(account_id=account.pk, pk__in=wanted).values_list("pk", flat=True))
+
+
+def _mailbox_pks(mailbox_ids: Iterable[int], existing: set[int]) -> list[int]:
     wanted = list(dict.fromkeys(mailbox_ids))
     if not wanted:
         # RFC 8621 §4.1.1: an Email belongs to one or more Mailboxes at all times.
         raise MailboxesInvalid([], "an Email must be in at least one Mailbox")
-    found = set(Mailbox.objects.filter(account_id=account.pk, pk__in=wanted).values_list("pk", flat=True))
-    missing = [pk for pk in wanted if pk not in found]
+    missing = [pk for pk in wanted if pk not in existing]
     if missing:
         raise MailboxesInvalid(missing)
     return wanted
 
 
-def _insert(
-    *,
-    account: Account,
-    changes: ChangeSet,
-    columns: dict[str, Any],
-    sha256: str,
-    size: int,
-    mailbox_pks: list[int],
-    keywords: dict[str, bool],
-    received_at: datetime,
-    search_fields: dict[str, str],
-) -> Email:
-    """Thread, row, memberships, counts, index and change records of a new Email."""
-    ids = threads.threading_ids(columns["message_id"], columns["in_reply_to"], columns["references"])
-    subject_key = columns["base_subject"]
-    candidates = threads.threads_candidates(account=account, message_ids=ids, subject_key=subject_key)
-    # Mailbox counts: snapshot every Thread the message joins or links, before and after.
-    before = thread_snapshot(account.pk, candidates)
-    thread, _merged = threads.thread_for_message(account=account, changes=changes, candidates=candidates)
-    if thread.pk not in before.thread_ids:  # a new Thread: nothing of it to count before
-        before = replace(before, thread_ids=before.thread_ids | {thread.pk})
-    email = Email.objects.create(
-        account=account,
-        thread=thread,
-        blob_id=sha256,
-        size=size,
-        received_at=received_at,
-        keywords=keywords,
-        is_unread=is_unread(keywords),
-        **columns,
-    )
-    EmailMailbox.objects.bulk_create(
-        [
-            EmailMailbox(account=account, mailbox_id=pk, email=email, thread_id=thread.pk, received_at=received_at)
-            for pk in mailbox_pks
+@dataclass(frozen=True)
+class PreparedEmail:
+    """A message parsed once and tokenized for the search index: everything an ingest
+    needs that takes no database work, so it is done before the account is locked."""
+
+    raw: bytes
+    columns: dict[str, Any]
+    received_at: datetime
+    search: SearchDocument
+
+
+def email_prepare(*, raw: bytes, received_at: datetime | None = None) -> PreparedEmail:
+    """Parse a message for storing. ``received_at`` defaults to the date of the most
+    recent Received header field, or now if there is none (RFC 8621 §4.8).
+    Raises MessageTooLarge (MAIL_MAX_MESSAGE_SIZE) or InvalidMessage."""
+    limit = max_message_size()
+    if len(raw) > limit:
+        raise MessageTooLarge(limit)
+    parsed = message_parse(raw)  # the only parse of this message
+    columns = _columns(parsed)
+    if received_at is None:
+        received_at = _received_header_date(parsed.headers)
+        now = timezone.now()
+        if received_at is None or received_at > now:
+            received_at = now
+    search = search_document(email=columns, fields=without_nul(search_fields_of(parsed)))
+    return PreparedEmail(raw=raw, columns=columns, received_at=received_at.replace(microsecond=0), search=search)
+
+
+@dataclass(frozen=True)
+class EmailImport:
+    """One message for ``emails_import``: prepared, with its mailboxes (pks) and keywords.
+    ``sha256``: the message is already this blob of the account (only a reference is
+    added); otherwise its octets are stored."""
+
+    prepared: PreparedEmail
+    mailbox_ids: Iterable[int]
+    keywords: Mapping[str, Any] | Iterable[str] | None
+    sha256: str | None = None
+
+
+def emails_import(
+    *, account: Account, items: Sequence[EmailImport], user: User | None = None
+) -> list[Email | EmailError]:
+    """Store prepared messages as new Emails, in one transaction and one round of queries
+    for the whole batch; each item's result is its Email, or the EmailError (InvalidKeywords,
+    MailboxesInvalid, BlobNotFound) that kept it out. ``user`` is who adds them."""
+    results: list[Email | EmailError] = [EmailError("not stored")] * len(items)
+    mailbox_lists = [list(item.mailbox_ids) for item in items]
+    with account_changes(account.pk) as changes:
+        existing = _existing_mailboxes(account, mailbox_lists)
+        checked: dict[int, tuple[list[int], dict[str, bool]]] = {}
+        for position, item in enumerate(items):
+            try:
+                keywords = keywords_normalize(item.keywords)
+                checked[position] = (_mailbox_pks(mailbox_lists[position], existing), keywords)
+            except EmailError as error:
+                results[position] = error
+        shas: dict[int, str] = {}
+        to_pin = [position for position in checked if items[position].sha256 is not None]
+        missing = blob_pin_many(account, [items[position].sha256 or "" for position in to_pin], user=user)
+        for position in to_pin:
+            sha256 = items[position].sha256 or ""
+            if sha256 in missing:
+                results[position] = BlobNotFound(blob_id(sha256))
+                del checked[position]
+            else:
+                shas[position] = sha256
+        for position in checked:
+            if position not in shas:
+                raw = items[position].prepared.raw
+                stored = blob_store(
+                    account=account, stream_or_bytes=raw, type=MESSAGE_TYPE, max_size=max_message_size(), user=user
+                )
+                blob_pin(account, blob_id(stored.blob_id), user=user)
+                shas[position] = stored.blob_id
+        order = sorted(checked)
+        new = [
+            NewEmail(
+                columns=items[position].prepared.columns,
+                search=items[position].prepared.search,
+                sha256=shas[position],
+                size=len(items[position].prepared.raw),
+                received_at=items[position].prepared.received_at,
+                mailbox_pks=checked[position][0],
+                keywords=checked[position][1],
+            )
+            for position in order
         ]
-    )
-    threads.thread_index(account=account, thread=thread, message_ids=ids, subject_key=subject_key)
-    changes.record(EMAIL_TYPE, email_id(email.pk), Change.CREATED)
-    mailbox_counts_apply(account=account, before=before, after=thread_snapshot(account.pk, before.thread_ids))
-    search_index_add(email=email, fields=search_fields)
-    return email
+        for position, email in zip(order, emails_insert(account=account, changes=changes, items=new), strict=True):
+            results[position] = email
+    return results
 
 
 def email_ingest(
@@ -394,33 +461,13 @@ def email_ingest(
     Raises MessageTooLarge (MAIL_MAX_MESSAGE_SIZE), InvalidKeywords, MailboxesInvalid or
     InvalidMessage; nothing is stored then.
     """
-    limit = max_message_size()
-    if len(raw) > limit:
-        raise MessageTooLarge(limit)
-    normal_keywords = keywords_normalize(keywords)
-    parsed = message_parse(raw)  # the only parse of this message
-    columns = _columns(parsed)
-    if received_at is None:
-        received_at = _received_header_date(parsed.headers)
-        now = timezone.now()
-        if received_at is None or received_at > now:
-            received_at = now
-    received_at = received_at.replace(microsecond=0)
-    with account_changes(account.pk) as changes:
-        mailbox_pks = _mailbox_pks(account, mailbox_ids)
-        stored = blob_store(account=account, stream_or_bytes=raw, type=MESSAGE_TYPE, max_size=limit, user=user)
-        blob_pin(account, blob_id(stored.blob_id), user=user)
-        return _insert(
-            account=account,
-            changes=changes,
-            columns=columns,
-            sha256=stored.blob_id,
-            size=len(raw),
-            mailbox_pks=mailbox_pks,
-            keywords=normal_keywords,
-            received_at=received_at,
-            search_fields=without_nul(search_fields_of(parsed)),
-        )
+    keywords_normalize(keywords)  # refused before the parse
+    prepared = email_prepare(raw=raw, received_at=received_at)
+    item = EmailImport(prepared=prepared, mailbox_ids=mailbox_ids, keywords=keywords)
+    (result,) = emails_import(account=account, items=[item], user=user)
+    if isinstance(result, Exception):
+        raise result
+    return result
 
 
 def email_copy(
@@ -435,16 +482,11 @@ def email_copy(
     """A copy of a stored Email in another account (RFC 8621 §4.7): same message, blob
     and parse; its own mailboxes, keywords and receivedAt (default: the original's)."""
     normal_keywords = keywords_normalize(keywords)
-    source_fields = {
-        name: getattr(email, name)
-        for name in (
-            "sent_at", "subject", "base_subject", "message_id", "in_reply_to", "references", "sender",
-            "from_addresses", "to", "cc", "bcc", "reply_to", "sort_from", "sort_to", "preview",
-            "has_attachment", "parsed",
-        )
-    }  # fmt: skip
+    columns = {name: getattr(email, name) for name in MESSAGE_COLUMNS}
+    search = search_document(email=columns, fields=email_search_fields(email))
     with account_changes(account.pk) as changes:
-        mailbox_pks = _mailbox_pks(account, mailbox_ids)
+        wanted = list(mailbox_ids)
+        mailbox_pks = _mailbox_pks(wanted, _existing_mailboxes(account, [wanted]))
         if email.account_id != account.pk:
             copied = blob_copy(
                 from_account=email.account, to_account=account, blob_id=blob_id(email.blob_id), user=user
@@ -452,17 +494,16 @@ def email_copy(
             if copied is None:
                 raise BlobNotFound(blob_id(email.blob_id))
         blob_pin(account, blob_id(email.blob_id), user=user)
-        return _insert(
-            account=account,
-            changes=changes,
-            columns=source_fields,
+        new = NewEmail(
+            columns=columns,
+            search=search,
             sha256=email.blob_id,
             size=email.size,
+            received_at=(received_at or email.received_at).replace(microsecond=0),
             mailbox_pks=mailbox_pks,
             keywords=normal_keywords,
-            received_at=(received_at or email.received_at).replace(microsecond=0),
-            search_fields=email_search_fields(email),
         )
+        return emails_insert(account=account, changes=changes, items=[new])[0]
 
 
 def email_update(
@@ -480,7 +521,11 @@ def email_update(
     new_keywords = keywords_normalize(keywords) if keywords is not None else None
     with account_changes(account.pk) as changes:
         current = set(EmailMailbox.objects.filter(email_id=email.pk).values_list("mailbox_id", flat=True))
-        target = set(_mailbox_pks(account, mailbox_ids)) if mailbox_ids is not None else current
+        if mailbox_ids is not None:
+            wanted = list(mailbox_ids)
+            target = set(_mailbox_pks(wanted, _existing_mailboxes(account, [wanted])))
+        else:
+            target = current
         keywords_changed = new_keywords is not None and new_keywords != email.keywords
         added, removed = target - current, current - target
         if not keywords_changed and not added and not removed:

@@ -1,0 +1,189 @@
+"""Writing new Emails (RFC 8621 §3, §4): threading, rows, memberships, counts, search index
+and change records for many messages in one round of queries.
+
+``emails_insert`` is what every way in (import, create, copy, delivery) ends in, with the
+account locked (``account_changes``) and the message blobs already stored and pinned.
+Threading is worked out in memory from one read of the Message-ID index, message after
+message, so a reply threads with a message earlier in the same batch. A message that
+links two existing Threads needs a merge (Emails re-inserted with new ids): the batch is
+written up to it, the merge runs on its own, and the rest follows as a new batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Any
+
+from accounts.models import Account
+from groupware.core.changes import Change, ChangeSet
+from groupware.mail.models import Email, EmailMailbox, MessageIdIndex, Thread
+from groupware.mail.search import SearchDocument, search_index_write
+from groupware.mail.services import threads
+from groupware.mail.services.counts import (
+    EMAIL_TYPE,
+    THREAD_TYPE,
+    Snapshot,
+    email_id,
+    in_chunks,
+    mailbox_counts_apply,
+    thread_id,
+    thread_snapshot,
+)
+
+
+@dataclass(frozen=True)
+class NewEmail:
+    """One message to store: its Email columns (from the single parse), search document,
+    message blob (stored and pinned in the account), mailboxes (pks) and keywords."""
+
+    columns: dict[str, Any]
+    search: SearchDocument
+    sha256: str
+    size: int
+    received_at: datetime
+    mailbox_pks: list[int]
+    keywords: dict[str, bool]
+
+    @property
+    def threading_ids(self) -> list[str]:
+        columns = self.columns
+        return threads.threading_ids(columns["message_id"], columns["in_reply_to"], columns["references"])
+
+
+def _is_unread(keywords: dict[str, bool]) -> bool:
+    # RFC 8621 §2: unreadEmails counts Emails with neither $seen nor $draft.
+    return "$seen" not in keywords and "$draft" not in keywords
+
+
+def emails_insert(*, account: Account, changes: ChangeSet, items: Sequence[NewEmail]) -> list[Email]:
+    """Store these messages as new Emails, in order; call inside ``account_changes``."""
+    stored: list[Email] = []
+    rest = list(items)
+    while rest:
+        plan, index_rows = _thread_plan(account, rest)
+        if plan:
+            stored.extend(_write(account, changes, rest[: len(plan)], plan, index_rows))
+        rest = rest[len(plan) :]
+        if rest:  # the next message links several Threads: merge them, then go on
+            stored.append(_insert_merging(account, changes, rest.pop(0)))
+    return stored
+
+
+# A planned Thread: the pk of an existing one, or -n for the n-th new one of the batch.
+ThreadKey = int
+
+
+def _thread_plan(account: Account, items: Sequence[NewEmail]) -> tuple[list[ThreadKey], set[tuple[str, str, int]]]:
+    """The Thread of each message, up to (not including) the first one that links two
+    Threads; and the (message id, base subject, thread) index rows that exist already."""
+    wanted = sorted({value for item in items for value in item.threading_ids})
+    known: dict[tuple[str, str], set[ThreadKey]] = {}
+    existing: set[tuple[str, str, int]] = set()
+    for chunk in in_chunks(wanted, 500):
+        rows = MessageIdIndex.objects.filter(account_id=account.pk, message_id__in=chunk)
+        for message_id, subject_key, thread_pk in rows.values_list("message_id", "base_subject", "thread_id"):
+            known.setdefault((message_id, subject_key), set()).add(thread_pk)
+            existing.add((message_id, subject_key, thread_pk))
+    plan: list[ThreadKey] = []
+    new_threads = 0
+    for item in items:
+        subject_key = item.columns["base_subject"]
+        ids = item.threading_ids
+        candidates: set[ThreadKey] = set()
+        for value in ids:
+            candidates |= known.get((value, subject_key), set())
+        if len(candidates) > 1:
+            break
+        if candidates:
+            key = next(iter(candidates))
+        else:
+            new_threads += 1
+            key = -new_threads
+        for value in ids:
+            known.setdefault((value, subject_key), set()).add(key)
+        plan.append(key)
+    return plan, existing
+
+
+def _write(
+    account: Account,
+    changes: ChangeSet,
+    items: Sequence[NewEmail],
+    plan: Sequence[ThreadKey],
+    existing_index: set[tuple[str, str, int]],
+    before: Snapshot | None = None,
+) -> list[Email]:
+    """Rows, memberships, index, counts, search and changes of messages whose Threads are
+    planned (existing pks, or -n: created here)."""
+    old_threads = sorted({key for key in plan if key > 0})
+    if before is None:
+        before = thread_snapshot(account.pk, old_threads)
+    new_keys = sorted({key for key in plan if key < 0}, reverse=True)  # -1, -2, ... in order
+    created = Thread.objects.bulk_create([Thread(account=account) for _ in new_keys])
+    thread_of = {key: thread.pk for key, thread in zip(new_keys, created, strict=True)}
+    for key in old_threads:
+        thread_of[key] = key
+    for thread in created:
+        changes.record(THREAD_TYPE, thread_id(thread.pk), Change.CREATED)
+    for pk in old_threads:
+        changes.record(THREAD_TYPE, thread_id(pk), Change.UPDATED)
+    before = replace(before, thread_ids=before.thread_ids | {thread.pk for thread in created})
+
+    emails = Email.objects.bulk_create(
+        [
+            Email(
+                account=account,
+                thread_id=thread_of[key],
+                blob_id=item.sha256,
+                size=item.size,
+                received_at=item.received_at,
+                keywords=item.keywords,
+                is_unread=_is_unread(item.keywords),
+                **item.columns,
+            )
+            for item, key in zip(items, plan, strict=True)
+        ]
+    )
+    memberships: list[EmailMailbox] = []
+    index_rows: list[MessageIdIndex] = []
+    indexed = set(existing_index)
+    for item, email in zip(items, emails, strict=True):
+        memberships.extend(
+            EmailMailbox(
+                account=account, mailbox_id=pk, email=email, thread_id=email.thread_id, received_at=item.received_at
+            )
+            for pk in item.mailbox_pks
+        )
+        subject_key = item.columns["base_subject"]
+        for value in item.threading_ids:
+            row_key = (value, subject_key, email.thread_id)
+            if row_key not in indexed:
+                indexed.add(row_key)
+                index_rows.append(
+                    MessageIdIndex(
+                        account=account, message_id=value, thread_id=email.thread_id, base_subject=subject_key
+                    )
+                )
+        changes.record(EMAIL_TYPE, email_id(email.pk), Change.CREATED)
+    EmailMailbox.objects.bulk_create(memberships)
+    MessageIdIndex.objects.bulk_create(index_rows)
+    mailbox_counts_apply(account=account, before=before, after=thread_snapshot(account.pk, before.thread_ids))
+    search_index_write([(email.pk, item.search) for item, email in zip(items, emails, strict=True)])
+    return emails
+
+
+def _insert_merging(account: Account, changes: ChangeSet, item: NewEmail) -> Email:
+    """A message whose ids link several Threads: they merge into one (threads_merge)."""
+    subject_key = item.columns["base_subject"]
+    candidates = threads.threads_candidates(account=account, message_ids=item.threading_ids, subject_key=subject_key)
+    # Mailbox counts: every Thread it links, before the merge and after the insert.
+    before = thread_snapshot(account.pk, candidates)
+    thread, _merged = threads.thread_for_message(account=account, changes=changes, candidates=candidates)
+    existing = set(
+        MessageIdIndex.objects.filter(
+            account_id=account.pk, thread_id=thread.pk, message_id__in=item.threading_ids
+        ).values_list("message_id", "base_subject", "thread_id")
+    )
+    return _write(account, changes, [item], [thread.pk], existing, before)[0]
