@@ -15,7 +15,8 @@ import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from datetime import timezone as dt_timezone
 from typing import Any
 
 from django.conf import settings
@@ -142,6 +143,14 @@ BODY_ARGS = (
 # -- Rendering ----------------------------------------------------------------------------
 
 
+def sent_at_date(value: datetime | None, offset_minutes: int | None) -> str | None:
+    """sentAt (RFC 8621 §4.1.3): the Date field's instant with its own offset, as
+    header:Date:asDate shows it."""
+    if value is None:
+        return None
+    return mail_headers.format_date(value.astimezone(dt_timezone(timedelta(minutes=offset_minutes or 0))))
+
+
 def utc_date(value: datetime | None) -> str | None:
     """RFC 8620 §1.4 UTCDate: "Z" and no fractional seconds."""
     if value is None:
@@ -223,11 +232,8 @@ class MessageView:
         email = self.email
         if email is None:
             return self.parsed.get(prop)  # to_dict() uses the JMAP names
-        if prop == "subject":
-            # The column can't tell an empty Subject from none; an empty one reads as none.
-            return email.subject or None
         if prop == "sentAt":
-            return utc_date(email.sent_at)
+            return sent_at_date(email.sent_at, email.sent_at_offset)
         return getattr(email, _COLUMNS[prop])
 
 
@@ -243,6 +249,7 @@ _COLUMNS = {
     "replyTo": "reply_to",
     "hasAttachment": "has_attachment",
     "preview": "preview",
+    "subject": "subject",
 }
 
 

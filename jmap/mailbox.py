@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from django.db.models import Q
 
+from groupware.core.collation import COLLATIONS, DEFAULT_COLLATION
 from groupware.core.ids import account_id as jmap_account_id
 from groupware.mail.models import Mailbox
 from groupware.mail.services import mailboxes as services
@@ -28,7 +29,6 @@ from jmap.mail_capability import MAIL
 from jmap.registry import Method, registry
 from jmap.standard import Filter, ModelDataType, Prop, SetContext, Sort
 from jmap.standard.changes import standard_changes
-from jmap.standard.collation import COLLATIONS, DEFAULT_COLLATION
 from jmap.standard.get import standard_get
 from jmap.standard.query import SortKey, SortPlan, standard_query, standard_query_changes
 from jmap.standard.set import standard_set

@@ -154,7 +154,10 @@ def decode_state(state: object) -> int | None:
 
 def type_state(account: Account, type_name: str) -> str:
     """The current state of one type in an account: one index lookup."""
-    top = ObjectChange.objects.filter(account_id=account.pk, type_name=type_name).aggregate(top=Max("modseq"))["top"]
+    # ORDER BY ... LIMIT 1 rather than MAX(): the backward walk of the (account, type,
+    # modseq) index whatever the planner's statistics say.
+    rows = ObjectChange.objects.filter(account_id=account.pk, type_name=type_name).order_by("-modseq")
+    top = rows.values_list("modseq", flat=True).first()
     return encode_state(max(top or 0, account.purged_modseq))
 
 

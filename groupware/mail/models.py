@@ -63,8 +63,12 @@ class Email(models.Model):
     size = models.PositiveBigIntegerField()
     received_at = models.DateTimeField()
     sent_at = models.DateTimeField(null=True, blank=True)
-    subject = models.TextField(default="", blank=True)
-    # Subject without Re:/Fwd: prefixes, lower-cased: threading and the subject sort.
+    # The Date field's own offset from UTC in minutes: sentAt is shown with it (RFC 8621
+    # §4.1.3: identical to header:Date:asDate).
+    sent_at_offset = models.SmallIntegerField(null=True, blank=True)
+    # None without a Subject header field (RFC 8621 §4.1.3 subject: String|null).
+    subject = models.TextField(null=True, blank=True)  # noqa: DJ001 (null and "" differ)
+    # Subject without Re:/Fwd: prefixes, lower-cased: threading.
     base_subject = models.TextField(default="", blank=True)
     message_id = models.JSONField(null=True, blank=True)
     in_reply_to = models.JSONField(null=True, blank=True)
@@ -75,9 +79,16 @@ class Email(models.Model):
     cc = models.JSONField(null=True, blank=True)
     bcc = models.JSONField(null=True, blank=True)
     reply_to = models.JSONField(null=True, blank=True)
-    # First address (lower-cased) of From/To: the "from" and "to" sorts.
+    # The sort keys of RFC 8621 §4.4.2 (groupware.mail.services.emails.sort_columns): the
+    # base subject and the first From/To address's name (or email) as they are, for the
+    # i;octet, i;ascii-casemap and i;ascii-numeric collations (compared in SQL), and their
+    # i;unicode-casemap keys (RFC 5051, computed here: no database can).
+    sort_subject = models.TextField(default="", blank=True)
     sort_from = models.CharField(max_length=320, default="", blank=True)
     sort_to = models.CharField(max_length=320, default="", blank=True)
+    sort_subject_unicode = models.TextField(default="", blank=True)
+    sort_from_unicode = models.TextField(default="", blank=True)
+    sort_to_unicode = models.TextField(default="", blank=True)
     preview = models.CharField(max_length=256, default="", blank=True)
     has_attachment = models.BooleanField(default=False)
     # {"$seen": true, ...}; is_unread mirrors "neither $seen nor $draft" for the counts.

@@ -8,10 +8,10 @@ returns in order, to collapse threads (§4.4.3) and to find an anchor.
   (groupware.mail.search); keyword conditions on the thread are correlated EXISTS.
 - A sort (``SortKey`` list) becomes ORDER BY expressions, ending with the Email pk (in
   the direction of the first comparator) so the order is total and stable (RFC 8620
-  §5.5). String sorts read the lower-cased columns filled at ingest (``base_subject``,
-  ``sort_from``, ``sort_to``) and compare code points (COLLATE "C" on PostgreSQL, BINARY
-  on SQLite), with ASCII letters folded to upper case for the casemap collations, so both
-  databases order exactly alike.
+  §5.5). String sorts read the sort key columns filled at ingest (``sort_subject``,
+  ``sort_from``, ``sort_to`` as they are, and their ``*_unicode`` RFC 5051 keys) and
+  compare code points (COLLATE "C" on PostgreSQL, BINARY on SQLite), with ASCII letters
+  folded to upper case for i;ascii-casemap, so both databases order exactly alike.
 - The mailbox listing (a filter whose top level is ``inMailbox``, sorted by receivedAt)
   is read from ``EmailMailbox`` through its (mailbox, -received_at) index: the database
   returns rows in index order and the engine stops once it has the requested window,
@@ -63,7 +63,7 @@ FILTER_FIELDS = (*MAILBOX_FIELDS, *DATE_FIELDS, *SIZE_FIELDS, *KEYWORD_FIELDS, "
 # RFC 8621 §4.4.2 sort properties, by their domain names.
 THREAD_SORTS = ("all_in_thread_have_keyword", "some_in_thread_have_keyword")
 KEYWORD_SORTS = ("has_keyword", *THREAD_SORTS)
-STRING_SORTS = {"from": "sort_from", "to": "sort_to", "subject": "base_subject"}
+STRING_SORTS = {"from": "sort_from", "to": "sort_to", "subject": "sort_subject"}
 SORT_PROPERTIES = ("received_at", "size", "sent_at", *STRING_SORTS, *KEYWORD_SORTS)
 COLLATIONS = ("i;ascii-casemap", "i;unicode-casemap", "i;octet", "i;ascii-numeric")
 DEFAULT_COLLATION = "i;unicode-casemap"
@@ -273,9 +273,12 @@ def _string_keys(column: str, collation: str) -> list[Any]:
     if collation == "i;ascii-numeric":
         number = _LeadingNumber(value)
         return [_NoLeadingDigit(value), Length(number), _binary(number)]
-    # i;ascii-casemap (RFC 4790 §9.2) and i;unicode-casemap (RFC 5051): the column is
-    # lower-cased at ingest; ASCII letters are folded to upper case as both specify.
-    return [Upper(_binary(value))]
+    if collation == "i;ascii-casemap":
+        # RFC 4790 §9.2: a-z folded to A-Z (upper() under the binary collation folds
+        # ASCII letters only, on both databases), then octets.
+        return [Upper(_binary(value))]
+    # i;unicode-casemap (RFC 5051): the key column holds the titlecased, NFKD form.
+    return [_binary(F(f"{column}_unicode"))]
 
 
 def _flag(condition: Any) -> Case:

@@ -78,6 +78,8 @@ MAX_TOKEN_POSITIONS = 256  # PostgreSQL keeps at most 256 positions per lexeme
 MAX_FIELD_LEXEME_BYTES = 512_000  # a tsvector is at most 1 MB
 MAX_HEADER_NAME_LENGTH = 64
 MAX_TERMS = 64  # words and phrases in one search string
+# Matches read into the query on Email as a list of ids; more make it a sub-select.
+MAX_LISTED_MATCHES = 2000
 _CHUNK = 500
 _WRITE_CHUNK = 100  # emails per INSERT of the index (SQLite: at most 999 parameters)
 
@@ -553,7 +555,17 @@ def _matching(columns: list[str], phrases: list[tuple[tuple[str, ...], bool]]) -
         expression = " AND ".join(_fts5_string(tokens) + ("*" if prefix else "") for tokens, prefix in phrases)
         sql = f"SELECT rowid FROM {TABLE} WHERE {TABLE} MATCH %s"  # noqa: S608
         params = ["{" + " ".join(columns) + "} : (" + expression + ")"]
-    # The SQL is made of constants; the search text only ever travels as parameters.
+    # The matches are read first (one query on the index): the query on Email then
+    # starts from a few rows instead of walking the whole mailbox in its sort order and
+    # testing each message (the plan PostgreSQL picks for a rare word, as it can't tell
+    # how rare it is). Past MAX_LISTED_MATCHES, the word is common and walking the sort
+    # order finds a page of matches soon: the index is then a sub-select.
+    with connection.cursor() as cursor:
+        # The SQL is made of constants; the search text only ever travels as parameters.
+        cursor.execute(f"{sql} LIMIT {MAX_LISTED_MATCHES + 1}", params)
+        matches = [row[0] for row in cursor.fetchall()]
+    if len(matches) <= MAX_LISTED_MATCHES:
+        return Q(pk__in=matches) if matches else FALSE
     return Q(pk__in=RawSQL(sql, params))  # noqa: S611
 
 

@@ -14,11 +14,11 @@ from typing import Any, TypeVar
 from django.db.models import Q
 
 from groupware.core.changes import changes_since, decode_state, type_state
+from groupware.core.collation import COLLATIONS, DEFAULT_COLLATION
 from jmap import args as a
 from jmap.context import CallContext
 from jmap.errors import MethodError
 from jmap.standard.changes import since_modseq
-from jmap.standard.collation import COLLATIONS, DEFAULT_COLLATION
 from jmap.standard.datatype import DataType
 from jmap.standard.get import options_of
 

@@ -210,8 +210,9 @@ def test_header_forms(mail):
     assert item["header:Cc:all"] == [" one@example.com", " two@example.com"]
     assert item["header:Subject:asText"] == "Café talk"
     assert item["subject"] == "Café talk"
-    assert item["header:Date:asDate"] in ("2018-07-10T11:03:11+10:00", "2018-07-10T01:03:11Z")
-    assert item["sentAt"] in ("2018-07-10T11:03:11+10:00", "2018-07-10T01:03:11Z")
+    # sentAt is header:Date:asDate (RFC 8621 §4.1.3): the field's own offset is kept.
+    assert item["header:Date:asDate"] == "2018-07-10T11:03:11+10:00"
+    assert item["sentAt"] == "2018-07-10T11:03:11+10:00"
     assert item["header:Message-ID:asMessageIds"] == ["m1@example.com"]
     assert item["header:References:asMessageIds"] == ["r1@example.com", "r2@example.com"]
     assert item["header:X-Custom"] == "  second value"  # the last instance, raw
@@ -422,3 +423,35 @@ def test_email_get_query_count_is_constant(mail, arguments, expected):
     small = _get_queries(mail, 1, "s", **arguments)
     large = _get_queries(mail, 20, "l", **arguments)
     assert small == large == expected
+
+
+@pytest.mark.parametrize(
+    ("date", "expected"),
+    [
+        ("Tue, 10 Jul 2018 11:03:11 +1000", "2018-07-10T11:03:11+10:00"),
+        ("Tue, 10 Jul 2018 11:03:11 -0330", "2018-07-10T11:03:11-03:30"),
+        ("Tue, 10 Jul 2018 11:03:11 +0000", "2018-07-10T11:03:11Z"),
+        ("Tue, 10 Jul 2018 11:03:11 -0000", "2018-07-10T11:03:11Z"),
+        ("10 Jul 2018 11:03 EDT", "2018-07-10T11:03:00-04:00"),
+        (None, None),
+        ("not a date", None),
+    ],
+)
+def test_sent_at_is_the_date_header_as_date(mail, date, expected):
+    email = ingest(mail.account, message(date=date))
+    for item in (
+        mail.email(email_id(email.pk), properties=["sentAt", "header:Date:asDate"]),
+        mail.email(email_id(email.pk), properties=["sentAt", "subject"]),  # the list columns only
+    ):
+        assert item["sentAt"] == expected
+        if "header:Date:asDate" in item:
+            assert item["header:Date:asDate"] == expected
+
+
+@pytest.mark.parametrize(("header", "expected"), [(None, None), ("", ""), (" Hi ", "Hi")])
+def test_subject_null_only_without_the_header(mail, header, expected):
+    raw = message(subject=header)
+    email = ingest(mail.account, raw)
+    item = mail.email(email_id(email.pk), properties=["subject", "header:Subject:asText"])
+    assert item["subject"] == expected
+    assert item["header:Subject:asText"] == expected

@@ -29,6 +29,7 @@ from groupware.mail.services.counts import (
     thread_id,
     thread_snapshot,
 )
+from groupware.mail.services.emails import sort_columns, utc_offset_minutes
 from groupware.mail.services.threads import base_subject
 from tests.mail.factories import MailApi
 
@@ -43,14 +44,6 @@ def when(day: int, hour: int = 10, minute: int = 0) -> datetime:
 
 def _address_json(addresses: tuple[Address, ...]) -> list[dict[str, Any]] | None:
     return [{"name": name, "email": address} for name, address in addresses] or None
-
-
-def _sort_address(addresses: tuple[Address, ...]) -> str:
-    # RFC 8621 §4.4.2: the name of the first address, or its email if the name is empty.
-    if not addresses:
-        return ""
-    name, address = addresses[0]
-    return (name or address).lower()
 
 
 def _address_text(addresses: tuple[Address, ...]) -> str:
@@ -108,14 +101,14 @@ def store_email(
             size=size,
             received_at=received_at,
             sent_at=sent_at,
+            sent_at_offset=utc_offset_minutes(sent_at),
             subject=subject,
             base_subject=base_subject(subject),
             from_addresses=_address_json(from_),
             to=_address_json(to),
             cc=_address_json(cc),
             bcc=_address_json(bcc),
-            sort_from=_sort_address(from_),
-            sort_to=_sort_address(to),
+            **sort_columns(subject=subject, from_addresses=_address_json(from_), to=_address_json(to)),
             preview=body[:256],
             has_attachment=has_attachment,
             keywords=dict.fromkeys(keywords, True),

@@ -346,9 +346,11 @@ def test_hostile_values_are_bounded():
 def test_repeated_hostile_units_are_fast(unit):
     value = unit * (100_000 // len(unit))
     for form in HEADER_FORMS:
-        started = time.perf_counter()
+        started = time.process_time()
         parse_form(value, form)
-        assert time.perf_counter() - started < 2.0, form
+        # A guard against quadratic or worse parsing, not a speed target; CPU time of
+        # this process, so other work on the machine doesn't count.
+        assert time.process_time() - started < 2.0, form
 
 
 def test_random_values_never_raise():

@@ -53,9 +53,9 @@ def _check_structure(parsed: ParsedMessage, raw: bytes) -> None:
 @pytest.mark.parametrize("path", FILES, ids=[f"{path.parent.name}/{path.name}" for path in FILES])
 def test_corpus_message(path):
     for variant, raw in _variants(path.read_bytes()).items():
-        started = time.perf_counter()
+        started = time.process_time()
         parsed = parse_message(raw)
-        elapsed = time.perf_counter() - started
+        elapsed = time.process_time() - started
         assert elapsed < 1.0, f"{variant}: {elapsed:.2f}s"
         assert "internal parser error" not in parsed.defects, variant
         _check_structure(parsed, raw)

@@ -15,9 +15,11 @@ MB = 1_000_000
 
 
 def timed(raw: bytes, limit: float):
-    started = time.perf_counter()
+    # CPU time of this process (a guard against runaway parsing that other work on the
+    # machine can't trip).
+    started = time.process_time()
     parsed = parse_message(raw)
-    elapsed = time.perf_counter() - started
+    elapsed = time.process_time() - started
     assert elapsed < limit, f"{elapsed:.2f}s"
     json.dumps(parsed.to_dict())
     return parsed

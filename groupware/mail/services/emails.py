@@ -40,6 +40,7 @@ from groupware.core.blobs import (
     storage_name,
 )
 from groupware.core.changes import Change, account_changes
+from groupware.core.collation import unicode_casemap
 from groupware.mail.mime import ParsedMessage, parse_message, part_content
 from groupware.mail.models import Email, EmailMailbox, Mailbox
 from groupware.mail.search import SearchDocument, search_document
@@ -174,7 +175,25 @@ def _sort_address(addresses: list[dict[str, Any]] | None) -> str:
     if not addresses:
         return ""
     first = addresses[0]
-    return (first.get("name") or first.get("email") or "").lower()[:320]
+    return (first.get("name") or first.get("email") or "")[:320]
+
+
+def sort_columns(
+    *, subject: str | None, from_addresses: list[dict[str, Any]] | None, to: list[dict[str, Any]] | None
+) -> dict[str, str]:
+    """The Email's sort key columns (RFC 8621 §4.4.2 subject, from, to), see the model."""
+    keys = {
+        "sort_subject": threads.base_subject(subject, lower=False),
+        "sort_from": _sort_address(from_addresses),
+        "sort_to": _sort_address(to),
+    }
+    return {**keys, **{f"{name}_unicode": unicode_casemap(value) for name, value in keys.items()}}
+
+
+def utc_offset_minutes(when: datetime | None) -> int | None:
+    """A datetime's offset from UTC in whole minutes (sent_at_offset)."""
+    offset = when.utcoffset() if when is not None else None
+    return None if offset is None else int(offset.total_seconds() // 60)
 
 
 def without_nul(value: Any) -> Any:
@@ -191,9 +210,9 @@ def without_nul(value: Any) -> Any:
 
 # The Email columns that come from the message (what a copy takes from its original).
 MESSAGE_COLUMNS = (
-    "sent_at", "subject", "base_subject", "message_id", "in_reply_to", "references", "sender",
-    "from_addresses", "to", "cc", "bcc", "reply_to", "sort_from", "sort_to", "preview",
-    "has_attachment", "parsed",
+    "sent_at", "sent_at_offset", "subject", "base_subject", "message_id", "in_reply_to", "references",
+    "sender", "from_addresses", "to", "cc", "bcc", "reply_to", "sort_subject", "sort_from", "sort_to",
+    "sort_subject_unicode", "sort_from_unicode", "sort_to_unicode", "preview", "has_attachment", "parsed",
 )  # fmt: skip
 
 
@@ -208,7 +227,8 @@ def _columns_of(parsed: ParsedMessage) -> dict[str, Any]:
     subject = parsed.subject
     return {
         "sent_at": parsed.sent_at,
-        "subject": subject or "",
+        "sent_at_offset": utc_offset_minutes(parsed.sent_at),
+        "subject": subject,
         "base_subject": threads.base_subject(subject),
         "message_id": parsed.message_id,
         "in_reply_to": parsed.in_reply_to,
@@ -219,8 +239,7 @@ def _columns_of(parsed: ParsedMessage) -> dict[str, Any]:
         "cc": _addresses(parsed.cc),
         "bcc": _addresses(parsed.bcc),
         "reply_to": _addresses(parsed.reply_to),
-        "sort_from": _sort_address(from_),
-        "sort_to": _sort_address(to),
+        **sort_columns(subject=subject, from_addresses=from_, to=to),
         "preview": (parsed.preview or "")[:256],
         "has_attachment": bool(parsed.has_attachment),
         "parsed": stored_parse(parsed),

@@ -62,12 +62,13 @@ _FWD_WRAPPER = re.compile(r"^\[fwd:(.*)\]$", re.IGNORECASE)
 _WHITESPACE = re.compile(r"\s+")
 
 
-def base_subject(subject: str | None) -> str:
+def base_subject(subject: str | None, *, lower: bool = True) -> str:
     """The subject without reply/forward markers and list tags, lower-cased (RFC 5256 §2.1).
 
     Steps: collapse white space; remove trailing "(fwd)"; remove leading "Re:", "Fwd:",
     "Fw:" (with an optional "[n]") and "[tag]" blobs, unless a blob is all that is left;
-    unwrap "[Fwd: ...]"; repeat until nothing changes.
+    unwrap "[Fwd: ...]"; repeat until nothing changes. Lower-cased unless ``lower`` is
+    false (the subject sort keeps the case for its collations).
     """
     text = _WHITESPACE.sub(" ", subject or "").strip()
     while True:
@@ -91,7 +92,7 @@ def base_subject(subject: str | None) -> str:
         text = text.strip()
         if text == before:
             break
-    return text.lower()
+    return text.lower() if lower else text
 
 
 def threading_ids(
