@@ -27,6 +27,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from accounts.models import Account, User
+from accounts.quotas import quota_charge
 from groupware.core.blobs import (
     BlobNotFound,
     blob_copy,
@@ -391,8 +392,8 @@ def email_ingest(
 
     ``received_at`` defaults to the date of the most recent Received header field, or
     now if there is none (RFC 8621 §4.8). ``user`` is who adds it (blob visibility).
-    Raises MessageTooLarge (MAIL_MAX_MESSAGE_SIZE), InvalidKeywords, MailboxesInvalid or
-    InvalidMessage; nothing is stored then.
+    Raises MessageTooLarge (MAIL_MAX_MESSAGE_SIZE), InvalidKeywords, MailboxesInvalid,
+    InvalidMessage or accounts.quotas.OverQuota; nothing is stored then.
     """
     limit = max_message_size()
     if len(raw) > limit:
@@ -408,6 +409,7 @@ def email_ingest(
     received_at = received_at.replace(microsecond=0)
     with account_changes(account.pk) as changes:
         mailbox_pks = _mailbox_pks(account, mailbox_ids)
+        quota_charge(changes=changes, octets=len(raw), count=1)  # raises OverQuota
         stored = blob_store(account=account, stream_or_bytes=raw, type=MESSAGE_TYPE, max_size=limit, user=user)
         blob_pin(account, blob_id(stored.blob_id), user=user)
         return _insert(
@@ -445,6 +447,7 @@ def email_copy(
     }  # fmt: skip
     with account_changes(account.pk) as changes:
         mailbox_pks = _mailbox_pks(account, mailbox_ids)
+        quota_charge(changes=changes, octets=email.size, count=1)  # raises OverQuota
         if email.account_id != account.pk:
             copied = blob_copy(
                 from_account=email.account, to_account=account, blob_id=blob_id(email.blob_id), user=user
