@@ -24,7 +24,6 @@ through ``email_ingest`` raises the same ``OverQuota``: map it the same way.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
@@ -52,7 +51,7 @@ QUOTA_ID_PREFIX = "q"
 COUNTED_TYPES = ("Email",)
 
 ACCOUNT, DOMAIN, GLOBAL = Quota.Scope.ACCOUNT, Quota.Scope.DOMAIN, Quota.Scope.GLOBAL
-OCTETS, COUNT = Quota.ResourceType.OCTETS, Quota.ResourceType.COUNT
+OCTETS = Quota.ResourceType.OCTETS
 
 # Functions returning an account's real (octets, count), summed by quota_recompute;
 # each data type that counts towards quotas registers one (groupware.mail: Emails).
@@ -148,10 +147,6 @@ def accounts_in_scope(quota: Quota) -> QuerySet[Account]:
     return Account.objects.all()
 
 
-def domain_of(email: str) -> str:
-    return email.rpartition("@")[2].lower()
-
-
 # -- Enforcement --------------------------------------------------------------------------
 
 
@@ -229,13 +224,6 @@ def over_quota_for(*, account: Account, octets: int) -> OverQuota:
 
 
 # -- Services ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class QuotaLimits:
-    hard_limit: int
-    warn_limit: int | None = None
-    soft_limit: int | None = None
 
 
 # The fields an administrator sets (the admin form, the provisioning API).

@@ -208,11 +208,18 @@ def blob_get(call: CallContext, arguments: dict[str, Any]) -> dict[str, Any]:
     properties = _get_properties(parsed["properties"])
     found: list[dict[str, Any]] = []
     not_found: list[str] = []
-    for given in dict.fromkeys(parsed["ids"]):
-        blob_id = given
-        if given.startswith("#"):
-            blob_id = call.created_id(given[1:]) or given
-        opened = blobs.blob_open(account, blob_id, user=call.user)
+    # "#creationId" stands for a blob created earlier in the request.
+    wanted = {
+        given: (call.created_id(given[1:]) or given) if given.startswith("#") else given for given in parsed["ids"]
+    }
+    rows = blobs.blob_find_many(account, wanted.values(), user=call.user)  # one query for all plain ids
+    for given, blob_id in wanted.items():
+        digest = blobs.parse_blob_id(blob_id)
+        if digest is not None:
+            row = rows.get(digest)
+            opened = blobs.blob_open_row(row) if row is not None else None
+        else:
+            opened = blobs.blob_open(account, blob_id, user=call.user)  # derived (part) blobs
         if opened is None:
             not_found.append(given)
             continue
@@ -286,14 +293,12 @@ def blob_lookup(call: CallContext, arguments: dict[str, Any]) -> dict[str, Any]:
     limit = settings.JMAP["maxObjectsInGet"]
     if len(parsed["ids"]) > limit:
         raise MethodError("requestTooLarge", f"at most {limit} ids per call (maxObjectsInGet)")
-    digests: dict[str, str] = {}
-    not_found: list[str] = []
-    for given in dict.fromkeys(parsed["ids"]):
-        sha256 = _message_digest(given)
-        if sha256 is None or blobs.blob_find(account, blobs.blob_id(sha256), user=call.user) is None:
-            not_found.append(given)
-        else:
-            digests[given] = sha256
+    candidates = {given: _message_digest(given) for given in parsed["ids"]}
+    visible = blobs.blob_find_many(
+        account, [blobs.blob_id(sha256) for sha256 in candidates.values() if sha256], user=call.user
+    )
+    digests = {given: sha256 for given, sha256 in candidates.items() if sha256 in visible}
+    not_found = [given for given in candidates if given not in digests]
     references = mail_blob_references(account, digests.values())
     listed = [
         {"id": given, "matchedIds": {name: references[sha256][name] for name in parsed["typeNames"]}}

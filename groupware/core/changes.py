@@ -14,6 +14,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import Enum
+from typing import Any
 
 from django.db import transaction
 from django.db.models import F, Max
@@ -84,7 +85,7 @@ class ChangeSet:
             states[type_name] = max(states.get(type_name, 0), pending.modseq)
         return states
 
-    def _take_usage(self) -> dict[str, F]:
+    def _take_usage(self) -> dict[str, Any]:
         if not (self.usage_octets or self.usage_count):
             return {}
         update = {

@@ -326,3 +326,14 @@ def test_quota_push_state_change_when_usage_changes(user, django_capture_on_comm
 def test_quota_methods_are_read_only(api):
     assert api.error("Quota/set", {"create": {}})["type"] == "unknownMethod"
     assert Quota.objects.count() == 0
+
+
+def test_quota_query_count(api, user, django_assert_num_queries):
+    account = account_of(user)
+    quota_set(scope="account", account=account, resource_type="octets", hard_limit=10_000)
+    quota_set(scope="account", account=account, resource_type="count", hard_limit=100)
+    arguments = {"filter": {"scope": "account"}, "sort": [{"property": "used"}], "calculateTotal": True}
+    api.ok("Quota/query", arguments)
+    # auth session + accounts + query state + one query for the matching quotas with usage
+    with django_assert_num_queries(4):
+        assert api.ok("Quota/query", arguments)["total"] == 2
