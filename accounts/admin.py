@@ -15,13 +15,15 @@ from django.contrib.auth import password_validation
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.contrib.auth.forms import UserChangeForm as DjangoUserChangeForm
 from django.core.exceptions import ValidationError
-from django.db.models import Model, QuerySet
+from django.db.models import F, Func, Model, OuterRef, QuerySet, Subquery, Value
+from django.db.models.functions import Concat
 from django.http import HttpRequest
 from django.utils import timezone
 from django.utils.html import format_html
 
-from accounts import services
-from accounts.models import Account, AccountGrant, Alias, ApiToken, AppPassword, Domain, User
+from accounts import quotas, services
+from accounts.admin_quotas import MIB, QuotaLimitActionForm, action_limit, usage_cell
+from accounts.models import Account, AccountGrant, Alias, ApiToken, AppPassword, Domain, Quota, User
 
 # --- Shared helpers ------------------------------------------------------------------------
 
@@ -111,6 +113,13 @@ class UserAddForm(forms.ModelForm):
         widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}),
     )
 
+    storage_quota_mib = forms.IntegerField(
+        label="Storage quota (MiB)",
+        required=False,
+        min_value=0,
+        help_text="Leave empty for no account quota (domain and server quotas still apply).",
+    )
+
     class Meta:
         model = User
         fields = ("email", "name", "is_staff", "is_superuser")
@@ -141,10 +150,24 @@ class UserAddForm(forms.ModelForm):
             is_staff=data.get("is_staff", False),
             is_superuser=data.get("is_superuser", False),
         )
+        if data.get("storage_quota_mib") is not None:
+            set_storage_quota(self.instance, data["storage_quota_mib"])
         return self.instance
 
     def save_m2m(self) -> None:
         pass  # no many-to-many fields on this form
+
+
+def set_storage_quota(user: User, mib: int) -> Quota | None:
+    account = services.primary_account(user)
+    if account is None:
+        return None
+    return quotas.quota_set(scope="account", account=account, resource_type="octets", hard_limit=mib * MIB)
+
+
+def _personal(field: str) -> Subquery:
+    account = Account.objects.filter(owner=OuterRef("pk"), is_personal=True).order_by("pk")
+    return Subquery(account.values(field)[:1])
 
 
 @admin.register(User)
@@ -156,23 +179,54 @@ class UserAdmin(DjangoUserAdmin):
         ("Personal info", {"fields": ("name",)}),
         ("Permissions", {"fields": ("is_active", "is_staff", "is_superuser", "groups", "user_permissions")}),
         ("Important dates", {"fields": ("last_login", "date_joined")}),
-        ("JMAP", {"fields": ("session_generation",)}),
+        ("JMAP", {"fields": ("session_generation", "storage", "messages")}),
     )
     add_fieldsets = (
         (
             None,
             {
                 "classes": ("wide",),
-                "fields": ("email", "name", "password1", "password2", "is_staff", "is_superuser"),
+                "fields": (
+                    "email",
+                    "name",
+                    "password1",
+                    "password2",
+                    "storage_quota_mib",
+                    "is_staff",
+                    "is_superuser",
+                ),
             },
         ),
     )
-    readonly_fields = ("last_login", "date_joined", "session_generation")
-    list_display = ("email", "name", "is_active", "is_staff", "date_joined", "last_login")
+    readonly_fields = ("last_login", "date_joined", "session_generation", "storage", "messages")
+    list_display = ("email", "name", "is_active", "is_staff", "storage", "messages", "last_login")
     list_filter = ("is_active", "is_staff", "is_superuser", "groups")
     search_fields = ("email", "name")
     ordering = ("email",)
-    actions = ("disable_users", "enable_users")
+    action_form = QuotaLimitActionForm
+    actions = ("disable_users", "enable_users", "set_storage_quota", "remove_storage_quota")
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[User]:
+        # Usage and account quotas in the same query as the users (no query per row).
+        limits = Quota.objects.filter(scope="account", account__owner=OuterRef("pk"), account__is_personal=True)
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(
+                used_octets=_personal("used_octets"),
+                used_count=_personal("used_count"),
+                storage_limit=Subquery(limits.filter(resource_type="octets").values("hard_limit")[:1]),
+                count_limit=Subquery(limits.filter(resource_type="count").values("hard_limit")[:1]),
+            )
+        )
+
+    @admin.display(description="storage", ordering="used_octets")
+    def storage(self, obj: User) -> str:
+        return usage_cell(getattr(obj, "used_octets", None), getattr(obj, "storage_limit", None), "octets")
+
+    @admin.display(description="messages", ordering="used_count")
+    def messages(self, obj: User) -> str:
+        return usage_cell(getattr(obj, "used_count", None), getattr(obj, "count_limit", None), "count")
 
     def save_form(self, request: HttpRequest, form: forms.ModelForm, change: bool) -> Any:
         if change:
@@ -187,13 +241,34 @@ class UserAdmin(DjangoUserAdmin):
     def disable_users(self, request: HttpRequest, queryset: QuerySet[User]) -> None:
         for user in queryset:
             services.user_disable(user=user)
+            self.log_change(request, user, "Disabled.")
         self.message_user(request, f"Disabled {len(queryset)} user(s).")
 
     @admin.action(description="Enable selected users", permissions=["change"])
     def enable_users(self, request: HttpRequest, queryset: QuerySet[User]) -> None:
         for user in queryset:
             services.user_enable(user=user)
+            self.log_change(request, user, "Enabled.")
         self.message_user(request, f"Enabled {len(queryset)} user(s).")
+
+    @admin.action(description="Set storage quota of selected users (MiB)", permissions=["change"])
+    def set_storage_quota(self, request: HttpRequest, queryset: QuerySet[User]) -> None:
+        mib = action_limit(request)
+        if mib is None:
+            self.message_user(request, "Type the quota in MiB next to the action.", messages.ERROR)
+            return
+        for user in queryset:
+            set_storage_quota(user, mib)
+            self.log_change(request, user, f"Set the storage quota to {mib} MiB.")
+        self.message_user(request, f"Set the storage quota of {len(queryset)} user(s) to {mib} MiB.")
+
+    @admin.action(description="Remove storage quota of selected users", permissions=["change"])
+    def remove_storage_quota(self, request: HttpRequest, queryset: QuerySet[User]) -> None:
+        for quota in Quota.objects.filter(scope="account", resource_type="octets", account__owner__in=queryset):
+            quotas.quota_delete(quota=quota)
+        for user in queryset:
+            self.log_change(request, user, "Removed the storage quota.")
+        self.message_user(request, f"Removed the storage quota of {len(queryset)} user(s).")
 
 
 # --- Domains and aliases -------------------------------------------------------------------
@@ -214,7 +289,29 @@ class DomainForm(forms.ModelForm):
 @admin.register(Domain)
 class DomainAdmin(CreatedByServiceAdmin):
     form = DomainForm
-    list_display = ("name", "is_active", "created")
+    list_display = ("name", "is_active", "users", "storage", "created")
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Domain]:
+        members = User.objects.filter(email__iendswith=Concat(Value("@"), OuterRef("name"))).order_by()
+        limits = Quota.objects.filter(scope="domain", resource_type="octets", domain=OuterRef("pk"))
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(
+                user_count=Subquery(members.values(n=Func(F("pk"), function="COUNT"))[:1]),
+                used_octets=quotas.domain_usage("used_octets"),
+                storage_limit=Subquery(limits.values("hard_limit")[:1]),
+            )
+        )
+
+    @admin.display(description="users", ordering="user_count")
+    def users(self, obj: Domain) -> int:
+        return getattr(obj, "user_count", 0) or 0
+
+    @admin.display(description="storage", ordering="used_octets")
+    def storage(self, obj: Domain) -> str:
+        return usage_cell(getattr(obj, "used_octets", None), getattr(obj, "storage_limit", None), "octets")
+
     list_filter = ("is_active",)
     search_fields = ("name",)
 

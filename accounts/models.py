@@ -145,6 +145,11 @@ class Account(models.Model):
     # Changes at or below this modseq may have been purged: older states can't be synced.
     purged_modseq = models.BigIntegerField(default=0)
     created = models.DateTimeField(default=timezone.now)
+    # Quota usage (accounts.quotas, RFC 9425): octets and number of the account's Emails,
+    # moved in the same transaction as the data (groupware.core.changes.ChangeSet.add_usage),
+    # never counted per request; ``manage.py quota_recompute`` rebuilds them.
+    used_octets = models.BigIntegerField(default=0)
+    used_count = models.BigIntegerField(default=0)
 
     class Meta:
         ordering = ["id"]
@@ -176,3 +181,59 @@ class AccountGrant(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user} → {self.account}"
+
+
+class Quota(models.Model):
+    """A limit on stored data (RFC 9425): for one account, all accounts of a domain, or all.
+
+    ``used`` is not stored here: it is the account's counter (``Account.used_*``) or the
+    sum of the counters of the accounts in scope (accounts.quotas.with_usage).
+    """
+
+    class Scope(models.TextChoices):
+        ACCOUNT = "account", "account"
+        DOMAIN = "domain", "domain"
+        GLOBAL = "global", "global (whole server)"
+
+    class ResourceType(models.TextChoices):
+        OCTETS = "octets", "octets (storage size)"
+        COUNT = "count", "count (number of messages)"
+
+    scope = models.CharField(max_length=10, choices=Scope.choices, default=Scope.ACCOUNT)
+    account = models.ForeignKey(Account, null=True, blank=True, on_delete=models.CASCADE, related_name="quotas")
+    domain = models.ForeignKey(Domain, null=True, blank=True, on_delete=models.CASCADE, related_name="quotas")
+    resource_type = models.CharField(max_length=10, choices=ResourceType.choices, default=ResourceType.OCTETS)
+    hard_limit = models.PositiveBigIntegerField(help_text="Octets or messages; nothing more is stored beyond it.")
+    warn_limit = models.PositiveBigIntegerField(null=True, blank=True)
+    soft_limit = models.PositiveBigIntegerField(null=True, blank=True)
+    name = models.CharField(max_length=255, blank=True)
+    description = models.TextField(blank=True)
+    # Account scope: the account modseq of the last change to anything but ``used``
+    # (Quota/changes' updatedProperties, RFC 9425 §4.2).
+    props_modseq = models.BigIntegerField(default=0)
+    created = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["scope", "pk"]
+        constraints = [
+            models.CheckConstraint(
+                condition=(
+                    models.Q(scope="account", account__isnull=False, domain__isnull=True)
+                    | models.Q(scope="domain", account__isnull=True, domain__isnull=False)
+                    | models.Q(scope="global", account__isnull=True, domain__isnull=True)
+                ),
+                name="quota_scope_target",
+            ),
+            models.UniqueConstraint(
+                fields=["account", "resource_type"], condition=models.Q(scope="account"), name="quota_account_unique"
+            ),
+            models.UniqueConstraint(
+                fields=["domain", "resource_type"], condition=models.Q(scope="domain"), name="quota_domain_unique"
+            ),
+            models.UniqueConstraint(
+                fields=["resource_type"], condition=models.Q(scope="global"), name="quota_global_unique"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name or f"{self.scope} {self.resource_type}"

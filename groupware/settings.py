@@ -24,6 +24,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "channels",
     "rest_framework",
+    "drf_spectacular",
     "accounts",
     "groupware.core",
     "groupware.mail",
@@ -167,7 +168,19 @@ SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if env_bool("BEHIN
 X_FRAME_OPTIONS = "DENY"
 SESSION_COOKIE_HTTPONLY = True
 
-REST_FRAMEWORK = {"DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAdminUser"]}
+REST_FRAMEWORK = {
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAdminUser"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+}
+# The provisioning API's OpenAPI schema (/api/admin/v1/schema/, accounts/api/).
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Groupware provisioning API",
+    "DESCRIPTION": "Domains, users, aliases, quotas and API tokens. Authenticate with a staff user's API token: "
+    "Authorization: Bearer <token>.",
+    "VERSION": "1",
+    "SCHEMA_PATH_PREFIX": "/api/admin/v1",
+    "SERVE_INCLUDE_SCHEMA": False,
+}
 
 LOGGING = {
     "version": 1,
@@ -187,5 +200,7 @@ JMAP_METHOD_MODULES = [
     "jmap.thread",
     "jmap.email",
     "jmap.email_query",
+    "jmap.quota",
+    "jmap.blob_management",
     *env_list("EXTRA_JMAP_METHOD_MODULES", []),
 ]

@@ -9,6 +9,7 @@ urlpatterns = [
     path("jmap/api/", jmap_views.api_view, name="jmap-api"),
     path("jmap/", include("jmap.blob_urls")),
     path("admin/", admin.site.urls),
+    path("api/admin/v1/", include("accounts.api.urls")),
     path("bench/", include("groupware.bench_views")),  # empty unless BENCH_VIEWS=1
     path("", include("webmail.urls")),
 ]

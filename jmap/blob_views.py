@@ -24,6 +24,7 @@ from django.http import (
 )
 
 from accounts.models import Account
+from accounts.quotas import over_quota_for, quota_room
 from accounts.services import accessible_accounts
 from groupware.core import blobs
 from groupware.core.blobs import DEFAULT_TYPE, BlobTooLarge, OpenBlob
@@ -116,6 +117,14 @@ def upload_view(request: HttpRequest, account_id: str) -> HttpResponse:
     declared = request.META.get("CONTENT_LENGTH", "")
     if declared.isdigit() and int(declared) > maximum:
         raise too_large  # refused before reading a byte
+    # Quotas (RFC 9425): an upload that could never be stored is refused, before reading
+    # a byte when the length is declared, else as soon as it passes what is left.
+    room = quota_room(account=account)
+    over_quota = room is not None and room < maximum
+    if over_quota:
+        maximum = room
+        if declared.isdigit() and int(declared) > room:
+            raise _over_quota(account, int(declared))
     # RFC 8620 §6.1: the type is the request's Content-Type, as given.
     upload_type = media_type(request.META.get("CONTENT_TYPE")) or DEFAULT_TYPE
     with _uploads.slot(request.jmap_user.pk, settings.JMAP["maxConcurrentUpload"]):
@@ -130,7 +139,7 @@ def upload_view(request: HttpRequest, account_id: str) -> HttpResponse:
                 user=request.jmap_user,
             )
         except BlobTooLarge:
-            raise too_large from None
+            raise (_over_quota(account, maximum + 1) if over_quota else too_large) from None
     response = json_response(
         {
             "accountId": account.jmap_id,
@@ -142,6 +151,11 @@ def upload_view(request: HttpRequest, account_id: str) -> HttpResponse:
     )
     response["Cache-Control"] = "no-store"
     return response
+
+
+def _over_quota(account: Account, octets: int) -> errors.RequestError:
+    detail = str(over_quota_for(account=account, octets=octets))
+    return errors.RequestError("overQuota", detail, status=403)
 
 
 @authenticated

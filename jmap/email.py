@@ -21,6 +21,7 @@ from typing import Any
 
 from django.conf import settings
 
+from accounts.quotas import OverQuota
 from groupware.core.blobs import BlobNotFound, blob_id, parse_blob_id
 from groupware.core.changes import account_changes, encode_state, type_state
 from groupware.core.ids import is_valid_id
@@ -539,6 +540,8 @@ def _service_errors() -> Iterator[None]:
         raise SetError("invalidEmail", str(error)) from None
     except BlobNotFound as error:
         raise SetError("blobNotFound", "the message blob is gone", notFound=[str(error.blob_id)]) from None
+    except OverQuota as error:
+        raise SetError("overQuota", str(error)) from None  # RFC 8620 §5.3, RFC 9425
 
 
 EMAIL = EmailType()

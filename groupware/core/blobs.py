@@ -34,7 +34,7 @@ import logging
 import re
 import tempfile
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -182,6 +182,15 @@ def _open_derived(account: Account, blob_id: object, user: User | None) -> OpenB
     )
 
 
+def blob_find_many(account: Account, blob_ids: Iterable[object], *, user: User | None = None) -> dict[str, AccountBlob]:
+    """The account's rows (with ``blob``) for plain blob ids it can see, by digest: one query."""
+    digests = sorted({digest for digest in map(parse_blob_id, blob_ids) if digest is not None})
+    if not digests:
+        return {}
+    rows = AccountBlob.objects.select_related("blob").filter(account_id=account.pk, blob_id__in=digests)
+    return {row.blob_id: row for row in visible_to(rows, user)}
+
+
 def blob_open(account: Account, blob_id: object, *, user: User | None = None) -> OpenBlob | None:
     """Open a blob visible in the account for reading, or None (missing or foreign alike)."""
     if isinstance(blob_id, str) and not blob_id.startswith(BLOB_ID_PREFIX):
@@ -189,6 +198,11 @@ def blob_open(account: Account, blob_id: object, *, user: User | None = None) ->
     account_blob = blob_find(account, blob_id, user=user)
     if account_blob is None:
         return None
+    return blob_open_row(account_blob)
+
+
+def blob_open_row(account_blob: AccountBlob) -> OpenBlob | None:
+    """Open the content of a row found by ``blob_find``/``blob_find_many``."""
     sha256 = account_blob.blob_id
     try:
         handle = blob_storage().open(storage_name(sha256), "rb")

@@ -14,9 +14,10 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import Enum
+from typing import Any
 
 from django.db import transaction
-from django.db.models import Max
+from django.db.models import F, Max
 from django.utils import timezone
 
 from accounts.models import Account
@@ -44,6 +45,12 @@ class ChangeSet:
         self.account = account
         self.modseq = account.modseq
         self._pending: dict[tuple[str, str], _Pending] = {}
+        # Quota usage this transaction adds (accounts.quotas): written with the modseq,
+        # in the same UPDATE of the (locked) account row.
+        self.usage_octets = 0
+        self.usage_count = 0
+        # Per-transaction memo for services (e.g. the account's quotas, loaded once).
+        self.memo: dict[str, object] = {}
 
     def record(self, type_name: str, object_id: str, change: Change) -> int:
         """Give the object the next modseq; return it."""
@@ -54,15 +61,22 @@ class ChangeSet:
         self._pending[key] = _Pending(self.modseq, created, change is Change.DESTROYED)
         return self.modseq
 
+    def add_usage(self, *, octets: int, count: int) -> None:
+        """Count data the account gains (negative: loses) for its quota usage."""
+        self.usage_octets += octets
+        self.usage_count += count
+
     @contextmanager
     def savepoint(self) -> Iterator[None]:
         """A nested transaction whose recorded changes are forgotten if it fails."""
         pending, modseq = dict(self._pending), self.modseq
+        usage = (self.usage_octets, self.usage_count)
         try:
             with transaction.atomic():
                 yield
         except BaseException:
             self._pending, self.modseq = pending, modseq
+            self.usage_octets, self.usage_count = usage
             raise
 
     def touched_types(self) -> dict[str, int]:
@@ -71,8 +85,23 @@ class ChangeSet:
             states[type_name] = max(states.get(type_name, 0), pending.modseq)
         return states
 
+    def _take_usage(self) -> dict[str, Any]:
+        if not (self.usage_octets or self.usage_count):
+            return {}
+        update = {
+            "used_octets": F("used_octets") + self.usage_octets,
+            "used_count": F("used_count") + self.usage_count,
+        }
+        self.account.used_octets += self.usage_octets
+        self.account.used_count += self.usage_count
+        self.usage_octets = self.usage_count = 0
+        return update
+
     def _flush(self) -> None:
+        usage = self._take_usage()
         if not self._pending:
+            if usage:
+                Account.objects.filter(pk=self.account.pk).update(**usage)
             return
         now = timezone.now()
         rows = [
@@ -93,7 +122,8 @@ class ChangeSet:
             unique_fields=["account", "type_name", "object_id"],
             update_fields=["modseq", "destroyed", "changed"],
         )
-        Account.objects.filter(pk=self.account.pk).update(modseq=self.modseq)
+        # One UPDATE of the locked row: the modseq and the quota usage together.
+        Account.objects.filter(pk=self.account.pk).update(modseq=self.modseq, **usage)
         self.account.modseq = self.modseq
         states = {name: encode_state(value) for name, value in self.touched_types().items()}
         account_pk = self.account.pk

@@ -14,6 +14,13 @@ class MailConfig(AppConfig):
         if mailboxes_provision_defaults not in ACCOUNT_PROVISIONERS:
             ACCOUNT_PROVISIONERS.append(mailboxes_provision_defaults)
 
+        from accounts.quotas import USAGE_SOURCES
+        from groupware.mail.services.counts import email_usage
+
+        # Emails count towards quotas (accounts.quotas; manage.py quota_recompute).
+        if email_usage not in USAGE_SOURCES:
+            USAGE_SOURCES.append(email_usage)
+
         from groupware.core.blobs import register_derived_blobs
         from groupware.mail.services.emails import mail_blob_read
 

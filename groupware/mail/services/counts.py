@@ -33,9 +33,10 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple, TypeVar
 
-from django.db.models import F
+from django.db.models import Count, F, Sum
 
 from accounts.models import Account
+from accounts.quotas import quota_charge
 from groupware.core.blobs import blob_id, blob_unpin
 from groupware.core.changes import Change, account_changes
 from groupware.core.ids import decode, encode
@@ -273,6 +274,9 @@ def email_destroy_orphans(account: Account, email_ids: Iterable[int]) -> list[in
         if not rows:
             return []
         pks = [pk for pk, _, _ in rows]
+        # Quota usage (accounts.quotas): the destroyed messages stop counting.
+        freed = sum(sum(Email.objects.filter(pk__in=chunk).values_list("size", flat=True)) for chunk in in_chunks(pks))
+        quota_charge(changes=changes, octets=-freed, count=-len(pks))
         thread_ids = {thread for _, thread, _ in rows}
         before = thread_snapshot(account.pk, thread_ids)
         for chunk in in_chunks(pks):
@@ -293,3 +297,9 @@ def email_destroy_orphans(account: Account, email_ids: Iterable[int]) -> list[in
         for _, _, sha256 in rows:
             blob_unpin(account, blob_id(sha256))
     return pks
+
+
+def email_usage(account: Account) -> tuple[int, int]:
+    """The size and number of the account's Emails (its quota usage, accounts.quotas)."""
+    totals = Email.objects.filter(account_id=account.pk).aggregate(octets=Sum("size"), count=Count("pk"))
+    return int(totals["octets"] or 0), int(totals["count"] or 0)

@@ -27,6 +27,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from accounts.models import Account, User
+from accounts.quotas import OverQuota, quota_charge
 from groupware.core.blobs import (
     BlobNotFound,
     blob_copy,
@@ -413,11 +414,12 @@ class EmailImport:
 
 def emails_import(
     *, account: Account, items: Sequence[EmailImport], user: User | None = None
-) -> list[Email | EmailError]:
+) -> list[Email | Exception]:
     """Store prepared messages as new Emails, in one transaction and one round of queries
-    for the whole batch; each item's result is its Email, or the EmailError (InvalidKeywords,
-    MailboxesInvalid, BlobNotFound) that kept it out. ``user`` is who adds them."""
-    results: list[Email | EmailError] = [EmailError("not stored")] * len(items)
+    for the whole batch; each item's result is its Email, or the error (InvalidKeywords,
+    MailboxesInvalid, BlobNotFound, accounts.quotas.OverQuota) that kept it out. ``user``
+    is who adds them."""
+    results: list[Email | Exception] = [EmailError("not stored")] * len(items)
     mailbox_lists = [list(item.mailbox_ids) for item in items]
     with account_changes(account.pk) as changes:
         existing = _existing_mailboxes(account, mailbox_lists)
@@ -428,6 +430,12 @@ def emails_import(
                 checked[position] = (_mailbox_pks(mailbox_lists[position], existing), keywords)
             except EmailError as error:
                 results[position] = error
+        for position in list(checked):
+            try:  # in order: a message that doesn't fit is refused, later smaller ones may fit
+                quota_charge(changes=changes, octets=len(items[position].prepared.raw), count=1)
+            except OverQuota as error:
+                results[position] = error
+                del checked[position]
         shas: dict[int, str] = {}
         to_pin = [position for position in checked if items[position].sha256 is not None]
         missing = blob_pin_many(account, [items[position].sha256 or "" for position in to_pin], user=user)
@@ -436,6 +444,7 @@ def emails_import(
             if sha256 in missing:
                 results[position] = BlobNotFound(blob_id(sha256))
                 del checked[position]
+                quota_charge(changes=changes, octets=-len(items[position].prepared.raw), count=-1)
             else:
                 shas[position] = sha256
         for position in checked:
@@ -477,8 +486,8 @@ def email_ingest(
 
     ``received_at`` defaults to the date of the most recent Received header field, or
     now if there is none (RFC 8621 §4.8). ``user`` is who adds it (blob visibility).
-    Raises MessageTooLarge (MAIL_MAX_MESSAGE_SIZE), InvalidKeywords, MailboxesInvalid or
-    InvalidMessage; nothing is stored then.
+    Raises MessageTooLarge (MAIL_MAX_MESSAGE_SIZE), InvalidKeywords, MailboxesInvalid,
+    InvalidMessage or accounts.quotas.OverQuota; nothing is stored then.
     """
     keywords_normalize(keywords)  # refused before the parse
     prepared = email_prepare(raw=raw, received_at=received_at)
@@ -506,6 +515,7 @@ def email_copy(
     with account_changes(account.pk) as changes:
         wanted = list(mailbox_ids)
         mailbox_pks = _mailbox_pks(wanted, _existing_mailboxes(account, [wanted]))
+        quota_charge(changes=changes, octets=email.size, count=1)  # raises OverQuota
         if email.account_id != account.pk:
             copied = blob_copy(
                 from_account=email.account, to_account=account, blob_id=blob_id(email.blob_id), user=user
