@@ -176,7 +176,9 @@ def _send_one(call: CallContext, account: Any, identity: Identity, values: dict[
     )
     raw, message_id = build_mdn(fields)
     with set_errors(SubmissionError):
-        services.mdn_queue(account=account, user=call.user, raw=raw, to=fields.to, message_id=message_id)
+        services.mdn_queue(
+            account=account, user=call.user, raw=raw, from_address=final_address, to=fields.to, message_id=message_id
+        )
     sent: dict[str, Any] = {
         "finalRecipient": final_recipient,
         "originalMessageId": original_message_id,

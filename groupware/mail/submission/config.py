@@ -73,4 +73,23 @@ def submission_settings() -> dict:
         "SUBMISSION_RETRY_MAX_INTERVAL": env_int("SUBMISSION_RETRY_MAX_INTERVAL", 3600, minimum=1),
         "SUBMISSION_SMTP_TIMEOUT": env_int("SUBMISSION_SMTP_TIMEOUT", 60, minimum=1),
         "SUBMISSION_SWEEP_INTERVAL": env_int("SUBMISSION_SWEEP_INTERVAL", 10, minimum=1),
+        "SUBMISSION_MX_PORT": env_int("SUBMISSION_MX_PORT", 25, minimum=1, maximum=65535),
+        "SUBMISSION_DNS_SERVER": dns_server(env_str("SUBMISSION_DNS_SERVER")),
     }
+
+
+def dns_server(raw: str | None) -> tuple[str, int] | None:
+    """``ip[:port]`` of the resolver for MX lookups (unset: the system's resolvers)."""
+    if raw is None:
+        return None
+    host, _, port = raw.rpartition(":") if raw.count(":") == 1 else (raw, "", "53")
+    import ipaddress
+
+    try:
+        ipaddress.ip_address(host)
+        number = int(port)
+    except ValueError:
+        raise ImproperlyConfigured(f"SUBMISSION_DNS_SERVER must be an IP address[:port], got {raw!r}") from None
+    if not 0 < number < 65536:
+        raise ImproperlyConfigured(f"SUBMISSION_DNS_SERVER has an invalid port: {raw!r}")
+    return host, number

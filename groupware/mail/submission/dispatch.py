@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 
 from django.conf import settings
-from django.db import close_old_connections, transaction
+from django.db import OperationalError, close_old_connections, transaction
 from django.utils import timezone
 
 logger = logging.getLogger(__name__)
@@ -37,7 +38,14 @@ def _run_in_process(message_pk: int) -> None:
     from groupware.mail.submission import relay
 
     try:
-        relay.relay_message(message_pk)
+        for attempt in range(3):
+            try:
+                relay.relay_message(message_pk)
+                return
+            except OperationalError:  # SQLite busy: the claim was given back, try again
+                if attempt == 2:
+                    raise
+                time.sleep(0.2 * (attempt + 1))
     except Exception:
         logger.exception("relaying outbound message %s failed", message_pk)
     finally:

@@ -190,8 +190,13 @@ def mx_hosts(domain: str) -> list[str] | Reply:
     import dns.exception
     import dns.resolver
 
+    resolver = dns.resolver.get_default_resolver()
+    if settings.SUBMISSION_DNS_SERVER is not None:
+        resolver = dns.resolver.Resolver(configure=False)
+        resolver.nameservers = [settings.SUBMISSION_DNS_SERVER[0]]
+        resolver.port = settings.SUBMISSION_DNS_SERVER[1]
     try:
-        answer = dns.resolver.resolve(domain, "MX", lifetime=settings.SUBMISSION_SMTP_TIMEOUT)
+        answer = resolver.resolve(domain, "MX", lifetime=settings.SUBMISSION_SMTP_TIMEOUT)
     except dns.resolver.NXDOMAIN:
         return Reply(550, f"5.1.2 The domain {domain} does not exist")
     except dns.resolver.NoAnswer:
@@ -224,8 +229,8 @@ def _send_remote(mail_from: str, recipients: list[tuple[str, dict]], message: by
             continue
         pending = group
         for mx in hosts:
-            outcome = smtp_send(route=Route(host=mx, port=25, verify_tls=False), mail_from=mail_from,
-                                recipients=pending, message=message)  # fmt: skip
+            route = Route(host=mx, port=settings.SUBMISSION_MX_PORT, verify_tls=False)
+            outcome = smtp_send(route=route, mail_from=mail_from, recipients=pending, message=message)
             results.update(outcome)
             # Try the next MX only for recipients that failed temporarily at this one.
             pending = [(a, p) for a, p in pending if not outcome[a].reply.ok and not outcome[a].reply.permanent]
@@ -262,12 +267,20 @@ def relay_message(message_pk: int) -> dict[str, int]:
     recipients = _claim(message_pk)
     if not recipients:
         return {}
-    message = OutboundMessage.objects.select_related("account").get(pk=message_pk)
-    raw = blob_read(message.account, blob_id(message.blob_id))
-    if raw is None:  # the queue's blob is pinned; losing it is a storage failure: retry
-        outcomes = {r.address: Outcome(Reply(451, "4.3.0 The queued message is unreadable")) for r in recipients}
-    else:
-        outcomes = _deliver(message, recipients, raw)
+    try:
+        message = OutboundMessage.objects.select_related("account").get(pk=message_pk)
+        raw = blob_read(message.account, blob_id(message.blob_id))
+        if raw is None:  # the queue's blob is pinned; losing it is a storage failure: retry
+            outcomes = {r.address: Outcome(Reply(451, "4.3.0 The queued message is unreadable")) for r in recipients}
+        else:
+            outcomes = _deliver(message, recipients, raw)
+    except Exception:
+        # Nothing was handed on (sending itself reports failures as outcomes, not by
+        # raising): give the recipients back at once instead of when the lease runs out.
+        OutboundRecipient.objects.filter(pk__in=[r.pk for r in recipients], lease=recipients[0].lease).update(
+            locked_until=None, lease=""
+        )
+        raise
     return _record_retrying(message, recipients, outcomes, raw)
 
 

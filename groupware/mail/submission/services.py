@@ -328,14 +328,16 @@ def email_submission_destroy(*, submission: EmailSubmission) -> None:
         changes.record(SUBMISSION_TYPE, submission_id(pk), Change.DESTROYED)
 
 
-def mdn_queue(*, account: Account, user: User, raw: bytes, to: str, message_id: str) -> OutboundMessage:
+def mdn_queue(
+    *, account: Account, user: User, raw: bytes, from_address: str, to: str, message_id: str
+) -> OutboundMessage:
     """Queue an MDN (RFC 8098 §2.1: the envelope sender is null, so no DSN comes back)."""
     may_send, _, _ = sending_limits(user)
     if not may_send or not user.is_active:
         raise SubmissionError("forbidden", "Sending is disabled for this user.")
     max_size = settings.SUBMISSION_MAX_MESSAGE_SIZE
     try:
-        outgoing = outgoing_message(raw, from_address=None, max_size=max_size)
+        outgoing = outgoing_message(raw, from_address=from_address, max_size=max_size)
     except OutgoingError as error:
         raise SubmissionError(error.kind, error.description, **error.extra) from None
     now = timezone.now()

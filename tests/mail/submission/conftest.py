@@ -3,6 +3,7 @@ domain with a DKIM key, and helpers to compose and submit an Email."""
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import pytest
@@ -14,6 +15,9 @@ from groupware.mail.submission.identities import identity_id
 from groupware.mail.submission.models import Identity
 from tests.mail.factories import MailApi
 from tests.mail.submission.smtp import Behaviour, SmtpServer
+
+# aiosmtpd logs every command at INFO; keep failing tests' output readable.
+logging.getLogger("mail.log").setLevel(logging.WARNING)
 
 CORE = "urn:ietf:params:jmap:core"
 MAIL = "urn:ietf:params:jmap:mail"

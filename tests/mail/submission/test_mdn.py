@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import dkim
+
+from accounts.services import domain_create
 from groupware.core.blobs import blob_read
+from groupware.mail.submission.dkim_keys import dkim_key_generate, dkim_txt_record
 from groupware.mail.submission.models import OutboundMessage
 from groupware.mail.submission.relay import relay_due
 
@@ -133,6 +137,7 @@ def test_mdn_send_errors(send, other_send):
 
 
 def test_mdn_to_remote_includes_original(other_send, sink):
+    key = dkim_key_generate(domain=domain_create(name="example.org"), selector="mdn")
     raw = (
         b"From: Joe <joe@remote.test>\r\nTo: bob@example.org\r\nSubject: Hi\r\n"
         b"Message-ID: <orig@remote.test>\r\nOriginal-Recipient: rfc822; bob@example.org\r\n"
@@ -148,6 +153,8 @@ def test_mdn_to_remote_includes_original(other_send, sink):
     assert b"\r\nTo: <joe@remote.test>\r\n" in received.data
     assert b"\r\nIn-Reply-To: <orig@remote.test>\r\n" in received.data
     assert b"Content-Type: message/rfc822\r\n\r\n" + raw in received.data
+    record = dkim_txt_record(key)[1].encode()
+    assert dkim.verify(received.data, dnsfunc=lambda name, timeout=5: record)  # MDNs are signed too
     parsed = other_send.ok("MDN/parse", {"blobIds": [other_send.upload(received.data)]})["parsed"]
     mdn = next(iter(parsed.values()))
     assert mdn["includeOriginalMessage"] is True
