@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 
 from django.conf import settings
-from django.db import OperationalError, close_old_connections, transaction
+from django.db import OperationalError, connection, transaction
 from django.utils import timezone
 
 logger = logging.getLogger(__name__)
@@ -49,7 +49,8 @@ def _run_in_process(message_pk: int) -> None:
     except Exception:
         logger.exception("relaying outbound message %s failed", message_pk)
     finally:
-        close_old_connections()
+        # These threads are idle between messages: don't hold a database session meanwhile.
+        connection.close()
 
 
 def relay_start(message_pk: int, send_at: datetime) -> None:
