@@ -108,3 +108,72 @@ def test_capabilities_in_session(send):
     assert account["urn:ietf:params:jmap:submission"]["maxDelayedSend"] == 7 * 24 * 3600
     assert set(account["urn:ietf:params:jmap:submission"]["submissionExtensions"]) == {"FUTURERELEASE", "SIZE"}
     assert account["urn:ietf:params:jmap:mdn"] == {}
+
+
+def test_create_email_and_send_in_one_request(send, sink):
+    """The usual client flow: Email/set create, then EmailSubmission/set referencing it by
+    creation id, moving it to Sent on success (RFC 8621 §7.5 example)."""
+    from groupware.mail.submission.relay import relay_due
+
+    draft = {
+        "mailboxIds": {send.mailbox_id("drafts"): True},
+        "keywords": {"$draft": True},
+        "from": [{"name": "Alice", "email": "alice@example.com"}],
+        "to": [{"name": None, "email": "carol@remote.test"}],
+        "subject": "One round trip",
+        "bodyStructure": {"type": "text/plain", "partId": "1"},
+        "bodyValues": {"1": {"value": "Hi"}},
+    }
+    responses = send.request(
+        [
+            ["Email/set", {"accountId": send.account_id, "create": {"draft": draft}}, "0"],
+            [
+                "EmailSubmission/set",
+                {
+                    "accountId": send.account_id,
+                    "create": {"send": {"identityId": send.identity_id(), "emailId": "#draft"}},
+                    "onSuccessUpdateEmail": {
+                        "#send": {
+                            f"mailboxIds/{send.mailbox_id('drafts')}": None,
+                            f"mailboxIds/{send.mailbox_id('sent')}": True,
+                            "keywords/$draft": None,
+                        }
+                    },
+                },
+                "1",
+            ],
+        ]
+    )
+    assert [(name, call_id) for name, _, call_id in responses] == [
+        ("Email/set", "0"),
+        ("EmailSubmission/set", "1"),
+        ("Email/set", "1"),
+    ]
+    email_id = responses[0][1]["created"]["draft"]["id"]
+    assert responses[2][1]["updated"] == {email_id: None}
+    assert relay_due() == {"sent": 1}
+    assert b"Subject: One round trip" in sink.messages[0].data
+    assert send.email(email_id, properties=["mailboxIds"])["mailboxIds"] == {send.mailbox_id("sent"): True}
+
+
+def test_deliver_local_resolves_aliases_once_per_account(other_send):
+    from accounts.services import alias_create, domain_create
+    from groupware.mail.submission.local import deliver_local
+
+    domain_create(name="example.org")
+    alias_create(user=other_send.client.user, address="robert@example.org")
+    alias_create(user=other_send.client.user, address="@example.org")
+    raw = b"From: x@remote.test\r\nTo: bob@example.org\r\nSubject: local\r\n\r\nhi\r\n"
+    replies = deliver_local(
+        raw=raw,
+        mail_from="x@remote.test",
+        recipients=["bob@example.org", "Robert@Example.org", "anything@example.org", "nobody@else.test"],
+    )
+    assert {address: str(reply) for address, reply in replies.items()} == {
+        "bob@example.org": "250 2.1.5 Delivered",
+        "Robert@Example.org": "250 2.1.5 Delivered",
+        "anything@example.org": "250 2.1.5 Delivered",
+        "nobody@else.test": "550 5.1.1 No such user here",
+    }
+    inbox = other_send.ok("Email/query", {"filter": {"inMailbox": other_send.mailbox_id("inbox")}})["ids"]
+    assert len(inbox) == 1  # one copy for the one account
