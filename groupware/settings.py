@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from groupware import config
 from groupware.config import env_bool, env_int, env_list, env_str
+from groupware.mail.submission.config import submission_settings
 
 BASE_DIR = config.BASE_DIR
 DATA_DIR = config.data_dir()
@@ -28,6 +29,7 @@ INSTALLED_APPS = [
     "accounts",
     "groupware.core",
     "groupware.mail",
+    "groupware.mail.submission",
     "jmap",
     "webmail",
     *env_list("EXTRA_INSTALLED_APPS", []),
@@ -134,6 +136,15 @@ CELERY_BEAT_SCHEDULE = {
     "purge-changes": {"task": "groupware.core.tasks.purge_changes", "schedule": 24 * 3600},
 }
 
+# Sending mail (groupware/mail/submission/config.py): smarthost, limits, retries.
+_submission = submission_settings()
+globals().update(_submission)
+# Sends delayed mail when due and retries temporary failures (also in-process, embedded).
+CELERY_BEAT_SCHEDULE["relay-due"] = {
+    "task": "groupware.mail.submission.tasks.relay_due",
+    "schedule": _submission["SUBMISSION_SWEEP_INTERVAL"],
+}
+
 # JMAP core limits (RFC 8620 §2), advertised in the session and enforced.
 JMAP = {
     "maxSizeUpload": env_int("JMAP_MAX_SIZE_UPLOAD", 50_000_000, minimum=1),
@@ -202,5 +213,8 @@ JMAP_METHOD_MODULES = [
     "jmap.email_query",
     "jmap.quota",
     "jmap.blob_management",
+    "jmap.identity",
+    "jmap.email_submission",
+    "jmap.mdn",
     *env_list("EXTRA_JMAP_METHOD_MODULES", []),
 ]
