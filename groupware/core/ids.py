@@ -28,7 +28,7 @@ def decode(prefix: str, value: object) -> int | None:
     """The integer behind an id of this prefix, or None for anything else."""
     if not isinstance(value, str) or not value.startswith(prefix) or len(value) > 14:
         return None
-    body = value[len(prefix):]
+    body = value[len(prefix) :]
     if not body or (len(body) > 1 and body[0] == "0"):
         return None
     try:
