@@ -46,7 +46,7 @@ def dispatch_state_change(*, account_pk: int, states: dict[str, str]) -> None:
     readers = Q(user_id__in=Account.objects.filter(pk=account_pk).values("owner_id")) | Q(
         user_id__in=AccountGrant.objects.filter(account_id=account_pk).values("user_id")
     )
-    targets = PushSubscription.objects.filter(readers, verified=True, expires__gt=timezone.now())
+    targets = PushSubscription.objects.filter(readers, verified=True, expires__gt=timezone.now(), user__is_active=True)
     from groupware.push.tasks import push_deliver
 
     for pk, types in targets.values_list("pk", "types"):

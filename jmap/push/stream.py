@@ -25,8 +25,7 @@ from jmap.push.db import db_async
 REJOIN_SECONDS = 3600.0
 
 
-@db_async
-def _load_access(user_pk: int) -> tuple[bool, dict[int, int]]:
+def load_access(user_pk: int) -> tuple[bool, dict[int, int]]:
     """Whether the user is still active, and the modseq of each account they may see."""
     from accounts.services import accessible_accounts
 
@@ -34,6 +33,10 @@ def _load_access(user_pk: int) -> tuple[bool, dict[int, int]]:
     if user is None:
         return False, {}
     return True, {access.account.pk: access.account.modseq for access in accessible_accounts(user)}
+
+
+# Not thread-sensitive: many connections opening at once run their queries side by side.
+_load_access = db_async(load_access, thread_sensitive=False)
 
 
 @db_async
@@ -54,14 +57,15 @@ class PushStream:
         self.joined_at = 0.0
         self.coalesce = float(settings.PUSH_COALESCE_SECONDS)
 
-    async def open(self) -> bool:
-        """Join the groups; False if the user may no longer connect."""
+    async def open(self, access: tuple[bool, dict[int, int]] | None = None) -> bool:
+        """Join the groups; False if the user may no longer connect. ``access``: what
+        ``load_access`` returned, if the caller read it already."""
         await self.layer.group_add(user_group(self.user_pk), self.channel_name)
-        return await self.refresh_access()
+        return await self.refresh_access(access)
 
-    async def refresh_access(self) -> bool:
+    async def refresh_access(self, access: tuple[bool, dict[int, int]] | None = None) -> bool:
         """Re-read the accounts the user may see (after a grant change, and periodically)."""
-        active, current = await _load_access(self.user_pk)
+        active, current = access if access is not None else await _load_access(self.user_pk)
         if not active:
             return False
         for pk in self.accounts - current.keys():

@@ -25,7 +25,7 @@ from jmap.jsonio import JSONError, dumps, loads_strict
 from jmap.push.auth import push_token_user
 from jmap.push.db import db_async
 from jmap.push.origin import origin_allowed
-from jmap.push.stream import REJOIN_SECONDS, PushStream
+from jmap.push.stream import REJOIN_SECONDS, PushStream, load_access
 from jmap.session import session_state
 
 logger = logging.getLogger("jmap.websocket")
@@ -40,16 +40,18 @@ def _header(scope: dict[str, Any], name: bytes) -> str | None:
     return None
 
 
-@db_async
-def _authenticate(scope: dict[str, Any]) -> User | None:
+def _authenticate(scope: dict[str, Any]) -> tuple[User, tuple[bool, dict[int, int]]] | None:
+    """The user and their accounts (one trip to the database thread), or None."""
     token = parse_qs(scope.get("query_string", b"").decode("latin-1")).get("access_token")
     if token:
-        return push_token_user(token[0])
-    client = scope.get("client")
-    try:
-        return authenticate_authorization(_header(scope, b"authorization"), address=client[0] if client else None)
-    except AuthenticationFailed:
-        return None
+        user = push_token_user(token[0])
+    else:
+        client = scope.get("client")
+        try:
+            user = authenticate_authorization(_header(scope, b"authorization"), address=client[0] if client else None)
+        except AuthenticationFailed:
+            user = None
+    return None if user is None else (user, load_access(user.pk))
 
 
 def _run_request(user_pk: int, request: dict[str, Any]) -> dict[str, Any] | None:
@@ -74,13 +76,13 @@ class JmapWebSocketConsumer(AsyncWebsocketConsumer):
         if not origin_allowed(_header(self.scope, b"origin"), _header(self.scope, b"host")):
             await self.close()
             return
-        user = await _authenticate(self.scope)
-        if user is None:
+        authenticated = await db_async(_authenticate, thread_sensitive=False)(self.scope)
+        if authenticated is None:
             await self.close()
             return
-        self.user = user
-        self.stream = PushStream(user_pk=user.pk, layer=self.channel_layer, channel_name=self.channel_name)
-        if not await self.stream.open():
+        self.user, access = authenticated
+        self.stream = PushStream(user_pk=self.user.pk, layer=self.channel_layer, channel_name=self.channel_name)
+        if not await self.stream.open(access):
             await self.close()
             return
         await self.accept(subprotocol=SUBPROTOCOL)

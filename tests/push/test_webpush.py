@@ -166,3 +166,9 @@ def test_unencrypted_subscription_gets_json(alice, bob, service):
     deliver(alice, "alice")
     change = orjson.loads(service.next().body)
     assert set(change["changed"]) == {jmap.account_id}
+    # A disabled user gets nothing more.
+    from accounts.services import user_disable
+
+    user_disable(user=alice)
+    deliver(alice, "disabled")
+    assert service.nothing(1.0)

@@ -261,3 +261,16 @@ def test_burst_is_coalesced(alice, settings):
         await socket.close()
 
     run(body)
+
+
+def test_disabling_the_user_closes_the_connection(alice):
+    from accounts.services import user_disable
+
+    async def body():
+        socket, _ = await Socket.open(alice.email)
+        await socket.send({"@type": "WebSocketPushEnable", "dataTypes": None})
+        await database_sync_to_async(user_disable)(user=alice)
+        closed = await socket.communicator.receive_output(timeout=10)
+        assert closed == {"type": "websocket.close", "code": 1008}
+
+    run(body)
