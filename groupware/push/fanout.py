@@ -42,14 +42,16 @@ def install() -> None:
 
 
 def state_changed(account_pk: int, states: dict[str, str]) -> None:
-    group_send(account_group(account_pk), {"type": STATE_MESSAGE, "account": account_pk, "states": states})
+    group = account_group(account_pk)
+    group_send(group, {"type": STATE_MESSAGE, "group": group, "account": account_pk, "states": states})
     from groupware.push.webpush import dispatch_state_change
 
     dispatch_state_change(account_pk=account_pk, states=states)
 
 
 def access_changed(user_pk: int) -> None:
-    group_send(user_group(user_pk), {"type": ACCESS_MESSAGE, "user": user_pk})
+    group = user_group(user_pk)
+    group_send(group, {"type": ACCESS_MESSAGE, "group": group, "user": user_pk})
 
 
 class _LayerLoop:

@@ -10,12 +10,10 @@ client has been told; a reconnecting client's ``Last-Event-ID`` gets what it mis
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-from channels.layers import get_channel_layer
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 
@@ -87,9 +85,8 @@ async def eventsource_view(request: HttpRequest) -> HttpResponse:
     if isinstance(parsed, str):
         return simple_problem(400, "Bad Request", parsed)
     types, close_after_state, ping = parsed
-    layer = get_channel_layer()
-    channel = await layer.new_channel()
-    stream = PushStream(user_pk=user.pk, layer=layer, channel_name=channel)
+    queue: asyncio.Queue = asyncio.Queue()
+    stream = PushStream(user_pk=user.pk, listener=queue.put_nowait)
     stream.types = types
     if not await stream.open():
         await stream.close()
@@ -98,7 +95,7 @@ async def eventsource_view(request: HttpRequest) -> HttpResponse:
     if last_event_id:
         await stream.catch_up(decode_push_state(last_event_id))
     response = StreamingHttpResponse(
-        _events(stream, layer, channel, close_after_state=close_after_state, ping=ping),
+        _events(stream, queue, close_after_state=close_after_state, ping=ping),
         content_type="text/event-stream",
     )
     response["Cache-Control"] = "no-cache, no-store"
@@ -107,15 +104,8 @@ async def eventsource_view(request: HttpRequest) -> HttpResponse:
 
 
 async def _events(
-    stream: PushStream, layer: Any, channel: str, *, close_after_state: bool, ping: int
+    stream: PushStream, queue: asyncio.Queue, *, close_after_state: bool, ping: int
 ) -> AsyncIterator[bytes]:
-    queue: asyncio.Queue = asyncio.Queue()
-
-    async def read() -> None:
-        while True:
-            queue.put_nowait(await layer.receive(channel))
-
-    reader = asyncio.ensure_future(read())
     try:
         # The current state as an event id, so a reconnect can catch up even if no
         # state event came before the connection broke.
@@ -150,7 +140,4 @@ async def _events(
             elif message["type"] == "push.access" and not await stream.refresh_access():
                 return  # the user was disabled
     finally:
-        reader.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await reader
         await stream.close()

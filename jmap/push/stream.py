@@ -1,10 +1,11 @@
 """What one push connection reports: its user's accounts, its types, coalesced StateChanges.
 
-Shared by the EventSource view and the WebSocket consumer. Every connection joins the
-channel-layer group of each account its user may see (and the user's own group, which
-announces grant changes); StateChange objects carry only those accounts and the types the
-client asked for. Changes arriving within ``PUSH_COALESCE_SECONDS`` of the previous
-StateChange are merged into the next one, so a burst becomes one message per connection.
+Shared by the EventSource view and the WebSocket consumer. Every connection listens, through
+its process's hub (jmap.push.hub), to the channel-layer group of each account its user may
+see and to the user's own group, which announces grant changes; StateChange objects carry
+only those accounts and the types the client asked for. Changes arriving within
+``PUSH_COALESCE_SECONDS`` of the previous StateChange are merged into the next one, so a burst
+becomes one message per connection.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from groupware.core.ids import account_id
 from groupware.push.fanout import account_group, user_group
 from groupware.push.states import changed_since, encode_push_state
 from jmap.push.db import db_async
+from jmap.push.hub import Listener, get_hub
 
 # channels-redis forgets group members after a day (group_expiry): re-join well before.
 REJOIN_SECONDS = 3600.0
@@ -45,10 +47,12 @@ def _changed_since(seen: dict[int, int], current: dict[int, int]) -> dict[int, d
 
 
 class PushStream:
-    def __init__(self, *, user_pk: int, layer: Any, channel_name: str) -> None:
+    """``listener`` is called (in the event loop) with each state or access message."""
+
+    def __init__(self, *, user_pk: int, listener: Listener) -> None:
         self.user_pk = user_pk
-        self.layer = layer
-        self.channel_name = channel_name
+        self.listener = listener
+        self.hub = get_hub()
         self.types: frozenset[str] | None = None  # None: every type
         self.accounts: set[int] = set()
         self.seen: dict[int, int] = {}  # account pk -> modseq the client has been told of
@@ -60,7 +64,7 @@ class PushStream:
     async def open(self, access: tuple[bool, dict[int, int]] | None = None) -> bool:
         """Join the groups; False if the user may no longer connect. ``access``: what
         ``load_access`` returned, if the caller read it already."""
-        await self.layer.group_add(user_group(self.user_pk), self.channel_name)
+        await self.hub.join(user_group(self.user_pk), self.listener)
         return await self.refresh_access(access)
 
     async def refresh_access(self, access: tuple[bool, dict[int, int]] | None = None) -> bool:
@@ -69,11 +73,13 @@ class PushStream:
         if not active:
             return False
         for pk in self.accounts - current.keys():
-            await self.layer.group_discard(account_group(pk), self.channel_name)
+            await self.hub.leave(account_group(pk), self.listener)
             self.pending.pop(pk, None)
             self.seen.pop(pk, None)
-        for pk in current.keys():
-            await self.layer.group_add(account_group(pk), self.channel_name)
+        for pk in current.keys() - self.accounts:
+            await self.hub.join(account_group(pk), self.listener)
+        if access is None:
+            await self.hub.renew()
         for pk, modseq in current.items():
             self.seen[pk] = max(self.seen.get(pk, 0), modseq)
         self.accounts = set(current)
@@ -86,8 +92,8 @@ class PushStream:
 
     async def close(self) -> None:
         for pk in self.accounts:
-            await self.layer.group_discard(account_group(pk), self.channel_name)
-        await self.layer.group_discard(user_group(self.user_pk), self.channel_name)
+            await self.hub.leave(account_group(pk), self.listener)
+        await self.hub.leave(user_group(self.user_pk), self.listener)
         self.accounts = set()
 
     async def catch_up(self, push_state: dict[int, int]) -> None:

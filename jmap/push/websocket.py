@@ -62,11 +62,15 @@ def _run_request(user_pk: int, request: dict[str, Any]) -> dict[str, Any] | None
 
 
 class JmapWebSocketConsumer(AsyncWebsocketConsumer):
+    # No channel of its own: pushes come through the process's hub (jmap.push.hub).
+    channel_layer_alias = "none"
+
     async def connect(self) -> None:
         self.user: User | None = None
         self.stream: PushStream | None = None
         self.pushing = False
         self.running: set[asyncio.Task] = set()
+        self.running_push: set[asyncio.Task] = set()
         self.flush_task: asyncio.Task | None = None
         self.rejoin_task: asyncio.Task | None = None
         # RFC 8887 §4.2: the client offers "jmap"; refuse a handshake without it.
@@ -81,7 +85,7 @@ class JmapWebSocketConsumer(AsyncWebsocketConsumer):
             await self.close()
             return
         self.user, access = authenticated
-        self.stream = PushStream(user_pk=self.user.pk, layer=self.channel_layer, channel_name=self.channel_name)
+        self.stream = PushStream(user_pk=self.user.pk, listener=self._on_push)
         if not await self.stream.open(access):
             await self.close()
             return
@@ -89,7 +93,7 @@ class JmapWebSocketConsumer(AsyncWebsocketConsumer):
         self.rejoin_task = asyncio.ensure_future(self._rejoin_periodically())
 
     async def disconnect(self, code: int) -> None:
-        for task in list(self.running):
+        for task in [*self.running, *self.running_push]:
             task.cancel()
         for task in (self.flush_task, self.rejoin_task):
             if task is not None:
@@ -161,7 +165,7 @@ class JmapWebSocketConsumer(AsyncWebsocketConsumer):
             await self._send_error(request_id, RequestError("serverFail", "An internal error occurred.", status=500))
             return
         if result is None:  # the user was disabled meanwhile
-            await self.close(code=1008)
+            await self._shut()
             return
         response: dict[str, Any] = {"@type": "Response"}
         if request_id is not None:
@@ -194,19 +198,25 @@ class JmapWebSocketConsumer(AsyncWebsocketConsumer):
             await self.stream.catch_up(decode_push_state(push_state))
             await self._flush(force=True)
 
-    # --- Channel layer messages ----------------------------------------------------------
+    # --- Pushed messages ------------------------------------------------------------------
 
-    async def push_state(self, event: dict[str, Any]) -> None:
+    def _on_push(self, message: dict[str, Any]) -> None:
+        """Called by the hub, in the event loop, for each message of this user's groups."""
         if self.stream is None:
             return
-        self.stream.add(event["account"], event["states"])
+        if message["type"] == "push.access":
+            self._spawn(self._refresh())
+            return
+        self.stream.add(message["account"], message["states"])
         if self.pushing:
-            await self._flush()
+            self._spawn(self._flush())
         else:
             self.stream.pending = {}
 
-    async def push_access(self, event: dict[str, Any]) -> None:
-        await self._refresh()
+    def _spawn(self, coroutine: Any) -> None:
+        task = asyncio.ensure_future(coroutine)
+        self.running_push.add(task)
+        task.add_done_callback(self.running_push.discard)
 
     async def _rejoin_periodically(self) -> None:
         # Group memberships expire on the Redis layer; a quiet connection renews them too.
@@ -216,7 +226,13 @@ class JmapWebSocketConsumer(AsyncWebsocketConsumer):
 
     async def _refresh(self) -> None:
         if self.stream is not None and not await self.stream.refresh_access():
-            await self.close(code=1008)  # the user was disabled
+            await self._shut()  # the user was disabled
+
+    async def _shut(self) -> None:
+        """Close from the server side (RFC 6455 1008: policy violation)."""
+        if self.stream is not None:
+            await self.stream.close()
+        await self.close(code=1008)
 
     async def _flush(self, force: bool = False) -> None:
         assert self.stream is not None

@@ -75,6 +75,11 @@ class Socket:
         await self.send({"@type": "Request", "id": request_id, "using": using or [CORE, MAIL], "methodCalls": calls})
         return await self.receive_type("Response")
 
+    async def enable_push(self, data_types: list[str] | None = None, **extra: Any) -> None:
+        """WebSocketPushEnable, then a round trip so it has surely been handled."""
+        await self.send({"@type": "WebSocketPushEnable", "dataTypes": data_types, **extra})
+        await self.request([["Core/echo", {}, "sync"]], request_id="sync", using=[CORE])
+
     async def receive_type(self, kind: str, timeout: float = 10) -> dict[str, Any]:
         """The next message of this @type (others are skipped)."""
         loop = asyncio.get_running_loop()

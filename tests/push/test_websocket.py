@@ -149,7 +149,7 @@ def test_max_concurrent_requests_per_connection(alice, settings):
 def test_push_after_email_set_and_delivery(alice):
     async def body():
         socket, _ = await Socket.open(alice.email)
-        await socket.send({"@type": "WebSocketPushEnable", "dataTypes": None})
+        await socket.enable_push()
         mine = await database_sync_to_async(account_id)(alice)
         drafts = await socket.request([["Mailbox/query", {"accountId": mine, "filter": {"role": "drafts"}}, "q"]])
         drafts_id = drafts["methodResponses"][0][1]["ids"][0]
@@ -195,7 +195,7 @@ def test_push_after_email_set_and_delivery(alice):
 def test_only_accessible_accounts_and_grant_changes(alice, bob):
     async def body():
         socket, _ = await Socket.open(alice.email)
-        await socket.send({"@type": "WebSocketPushEnable", "dataTypes": ["Email"]})
+        await socket.enable_push(["Email"])
         bobs = await database_sync_to_async(account_id)(bob)
         await deliver(bob, "not for alice")
         assert await socket.nothing(0.5), "a change in an account alice can't see was pushed"
@@ -219,11 +219,11 @@ def test_push_disable_and_push_state_catch_up(alice):
     async def body():
         mine = await database_sync_to_async(account_id)(alice)
         socket, _ = await Socket.open(alice.email)
-        await socket.send({"@type": "WebSocketPushEnable", "dataTypes": None})
+        await socket.enable_push()
         await deliver(alice, "first")
         first = await socket.receive_type("StateChange")
         await socket.send({"@type": "WebSocketPushDisable"})
-        await socket.nothing(0.2)
+        await socket.request([["Core/echo", {}, "sync"]], using=[CORE])  # the disable was handled
         await deliver(alice, "while disabled")
         assert await socket.nothing(0.5)
         await socket.close()
@@ -246,7 +246,7 @@ def test_burst_is_coalesced(alice, settings):
     async def body():
         mine = await database_sync_to_async(account_id)(alice)
         socket, _ = await Socket.open(alice.email)
-        await socket.send({"@type": "WebSocketPushEnable", "dataTypes": None})
+        await socket.enable_push()
         for number in range(8):
             await deliver(alice, f"burst {number}")
         changes = []
@@ -268,9 +268,10 @@ def test_disabling_the_user_closes_the_connection(alice):
 
     async def body():
         socket, _ = await Socket.open(alice.email)
-        await socket.send({"@type": "WebSocketPushEnable", "dataTypes": None})
+        await socket.enable_push()
         await database_sync_to_async(user_disable)(user=alice)
         closed = await socket.communicator.receive_output(timeout=10)
         assert closed == {"type": "websocket.close", "code": 1008}
+        await socket.close()
 
     run(body)
