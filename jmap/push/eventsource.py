@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from django.conf import settings
+from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 
 from accounts.auth import AuthenticationFailed, authenticate_api
@@ -74,6 +75,13 @@ def _event(name: str, data: dict[str, Any], event_id: str | None = None) -> byte
 
 
 async def eventsource_view(request: HttpRequest) -> HttpResponse:
+    try:
+        return await _open(request)
+    except (OperationalError, InterfaceError):
+        return simple_problem(503, "Service Unavailable", "The database is unavailable.", Retry_After="5")
+
+
+async def _open(request: HttpRequest) -> HttpResponse:
     if request.method != "GET":
         return method_not_allowed(["GET"])
     if not origin_allowed(request.headers.get("Origin"), request.get_host()):
@@ -88,12 +96,16 @@ async def eventsource_view(request: HttpRequest) -> HttpResponse:
     queue: asyncio.Queue = asyncio.Queue()
     stream = PushStream(user_pk=user.pk, listener=queue.put_nowait)
     stream.types = types
-    if not await stream.open():
+    try:
+        if not await stream.open():
+            await stream.close()
+            return simple_problem(401, "Unauthorized", "The user is disabled.")
+        last_event_id = request.headers.get("Last-Event-ID")
+        if last_event_id:
+            await stream.catch_up(decode_push_state(last_event_id))
+    except BaseException:
         await stream.close()
-        return simple_problem(401, "Unauthorized", "The user is disabled.")
-    last_event_id = request.headers.get("Last-Event-ID")
-    if last_event_id:
-        await stream.catch_up(decode_push_state(last_event_id))
+        raise
     response = StreamingHttpResponse(
         _events(stream, queue, close_after_state=close_after_state, ping=ping),
         content_type="text/event-stream",

@@ -136,7 +136,10 @@ def test_changes_from_other_processes_reach_websocket_and_eventsource(alice, dap
     with connect(ws_url, subprotocols=["jmap"], additional_headers={"Authorization": authorization}) as socket:
         assert socket.subprotocol == "jmap"
         socket.send(json.dumps({"@type": "WebSocketPushEnable", "dataTypes": ["Email"]}))
-        time.sleep(0.3)
+        # A round trip: messages are handled in order, so push is on once this is answered.
+        echo = {"@type": "Request", "id": "e", "using": ["urn:ietf:params:jmap:core"], "methodCalls": []}
+        socket.send(json.dumps(echo))
+        assert json.loads(socket.recv(timeout=20))["requestId"] == "e"
 
         # 1. A Celery worker process stores a message.
         deliver_here.apply_async(args=[account.pk, "from-worker"], queue=worker.queue)
