@@ -158,6 +158,8 @@ PUSH_COALESCE_SECONDS = env_int("PUSH_COALESCE_MS", 50, minimum=0) / 1000
 # EventSource ping interval bounds (RFC 8620 §7.3: minimum at most 30, maximum at least 300).
 PUSH_PING_MIN = env_int("PUSH_PING_MIN", 30, minimum=1, maximum=30)
 PUSH_PING_MAX = env_int("PUSH_PING_MAX", 600, minimum=300)
+# Threads (each with its own database connection) for JMAP requests over WebSocket, per process.
+PUSH_DB_THREADS = env_int("PUSH_DB_THREADS", 4, minimum=1)
 # Lifetime of the query-string access tokens for browsers' EventSource and WebSocket.
 PUSH_TOKEN_SECONDS = env_int("PUSH_TOKEN_SECONDS", 60, minimum=5)
 # Web origins (besides the server's own) allowed to open push connections.

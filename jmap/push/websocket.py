@@ -23,7 +23,7 @@ from jmap import engine, errors
 from jmap.errors import RequestError
 from jmap.jsonio import JSONError, dumps, loads_strict
 from jmap.push.auth import push_token_user
-from jmap.push.db import db_async
+from jmap.push.db import db_async, db_threads
 from jmap.push.origin import origin_allowed
 from jmap.push.stream import REJOIN_SECONDS, PushStream, load_access
 from jmap.session import session_state
@@ -155,8 +155,8 @@ class JmapWebSocketConsumer(AsyncWebsocketConsumer):
     async def _process(self, request_id: str | None, request: dict[str, Any]) -> None:
         assert self.user is not None
         try:
-            # Not thread-sensitive: requests of many connections run side by side.
-            result = await db_async(_run_request, thread_sensitive=False)(self.user.pk, request)
+            # A few threads with persistent connections; requests of many connections share them.
+            result = await db_threads.run(_run_request, self.user.pk, request)
         except RequestError as error:
             await self._send_error(request_id, error)
             return

@@ -119,7 +119,10 @@ def _push_process_connections():
     test database is dropped."""
     from django.db import connections
 
+    from jmap.push.db import db_threads
+
     saved = connections.settings["default"]["CONN_MAX_AGE"]
     connections.settings["default"]["CONN_MAX_AGE"] = 0
     yield
     connections.settings["default"]["CONN_MAX_AGE"] = saved
+    db_threads.close()  # the request threads' persistent connections

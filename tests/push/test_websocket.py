@@ -295,3 +295,29 @@ def test_disabling_the_user_closes_the_connection(alice):
         await socket.close()
 
     run(body)
+
+
+def test_request_threads_keep_their_database_connection(alice, settings):
+    """Requests over WebSocket run in a few threads that keep their connection, although the
+    push process otherwise closes connections after each use (DATABASE_CONN_MAX_AGE=0)."""
+    from django.db import connection
+
+    from jmap.push.db import db_threads
+
+    db_threads.close()
+    settings.PUSH_DB_THREADS = 1  # both calls in the same thread
+
+    def raw_connection():
+        connection.ensure_connection()
+        return connection.connection
+
+    async def body():
+        first = await db_threads.run(raw_connection)
+        second = await db_threads.run(raw_connection)
+        assert first is second
+        return first
+
+    raw = run(body)
+    db_threads.close()
+    if connection.vendor == "postgresql":  # Django never closes the in-memory SQLite test database
+        assert raw.closed
