@@ -10,6 +10,7 @@ Standard library only, so that it runs with any Python 3.11+ before anything is 
     python3 tasks.py check [PYTEST ARGS...]      lint, then the test suite
     python3 tasks.py bench [BENCH ARGS...]       the HTTP benchmark (python3 tasks.py bench --help)
     python3 tasks.py bench-mail [ARGS...]        the mail store benchmark (python3 tasks.py bench-mail --help)
+    python3 tasks.py bench-push [ARGS...]        the push benchmark (python3 tasks.py bench-push --help)
     python3 tasks.py setup                       only create .venv and install requirements.txt
 
 Every command first makes sure ``.venv`` exists and holds requirements.txt (reinstalled only
@@ -34,7 +35,7 @@ VENV_PYTHON = BIN / ("python.exe" if os.name == "nt" else "python")
 REQUIREMENTS = ROOT / "requirements.txt"
 BENCH_REQUIREMENTS = ROOT / "bench" / "requirements.txt"
 DEMO_EMAIL = "demo@example.com"
-COMMANDS = ("run", "test", "lint", "check", "bench", "bench-mail", "setup")
+COMMANDS = ("run", "test", "lint", "check", "bench", "bench-mail", "bench-push", "setup")
 
 
 def say(message: str) -> None:
@@ -111,7 +112,7 @@ def ensure_venv(command: str) -> None:
     if not in_venv() and not venv_works():
         create_venv()
     install(REQUIREMENTS)
-    if command in ("bench", "bench-mail"):
+    if command in ("bench", "bench-mail", "bench-push"):
         install(BENCH_REQUIREMENTS)
     if not in_venv():
         replace_process(VENV_PYTHON, Path(__file__).resolve(), command, *sys.argv[2:])
@@ -200,6 +201,10 @@ def command_bench_mail(args: list[str]) -> None:
     replace_process(VENV_PYTHON, "-m", "bench.mail", *args)
 
 
+def command_bench_push(args: list[str]) -> None:
+    replace_process(VENV_PYTHON, "-m", "bench.push", *args)
+
+
 def main() -> None:
     if sys.version_info < (3, 11):  # noqa: UP036  # this file may be started by an older python3
         fail(f"Python 3.11 or newer is needed; this is {sys.version.split()[0]}")
@@ -226,6 +231,8 @@ def main() -> None:
         command_bench(args)
     elif command == "bench-mail":
         command_bench_mail(args)
+    elif command == "bench-push":
+        command_bench_push(args)
 
 
 if __name__ == "__main__":

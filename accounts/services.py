@@ -71,6 +71,7 @@ def user_disable(*, user: User) -> None:
     with transaction.atomic():
         user.is_active = False
         user.save(update_fields=["is_active"])
+        _access_changed(user)
 
 
 def user_enable(*, user: User) -> None:
@@ -114,6 +115,15 @@ def _session_changed(user: User) -> None:
     # The session resource lists accounts: its state string must change (RFC 8620 §2).
     User.objects.filter(pk=user.pk).update(session_generation=F("session_generation") + 1)
     user.refresh_from_db(fields=["session_generation"])
+    _access_changed(user)
+
+
+def _access_changed(user: User) -> None:
+    # Open push connections re-check which accounts they may report on (after commit).
+    from groupware.core import events
+
+    user_pk = user.pk
+    transaction.on_commit(lambda: events.publish_access_change(user_pk))
 
 
 def primary_account(user: User) -> Account | None:

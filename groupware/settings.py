@@ -30,6 +30,7 @@ INSTALLED_APPS = [
     "groupware.core",
     "groupware.mail",
     "groupware.mail.submission",
+    "groupware.push",
     "jmap",
     "webmail",
     *env_list("EXTRA_INSTALLED_APPS", []),
@@ -97,7 +98,9 @@ if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL]},
+            # redis-py 8 times reads out after 5 s by default, the same time channels-redis
+            # blocks in BRPOP waiting for messages: an idle push connection would then fail.
+            "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": 30}]},
         }
     }
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
@@ -134,6 +137,7 @@ BLOB_UNREFERENCED_TTL = env_int("BLOB_UNREFERENCED_TTL", 24 * 3600, minimum=60)
 CELERY_BEAT_SCHEDULE = {
     "blob-gc": {"task": "groupware.core.tasks.blob_gc", "schedule": env_int("BLOB_GC_INTERVAL", 3600, minimum=60)},
     "purge-changes": {"task": "groupware.core.tasks.purge_changes", "schedule": 24 * 3600},
+    "purge-push-subscriptions": {"task": "groupware.push.tasks.purge_expired", "schedule": 3600},
 }
 
 # Sending mail (groupware/mail/submission/config.py): smarthost, limits, retries.
@@ -159,6 +163,33 @@ JMAP = {
 # Tombstones and changes older than this many seconds may be purged; /changes from a state
 # older than the purge horizon answers cannotCalculateChanges.
 JMAP_CHANGES_RETENTION = env_int("JMAP_CHANGES_RETENTION", 60 * 24 * 3600, minimum=3600)
+
+# Push (RFC 8620 §7, RFC 8887, RFC 9749).
+# Changes within this many milliseconds of the previous StateChange go out as one.
+PUSH_COALESCE_SECONDS = env_int("PUSH_COALESCE_MS", 50, minimum=0) / 1000
+# EventSource ping interval bounds (RFC 8620 §7.3: minimum at most 30, maximum at least 300).
+PUSH_PING_MIN = env_int("PUSH_PING_MIN", 30, minimum=1, maximum=30)
+PUSH_PING_MAX = env_int("PUSH_PING_MAX", 600, minimum=300)
+# Threads (each with its own database connection) for JMAP requests over WebSocket, per process.
+PUSH_DB_THREADS = env_int("PUSH_DB_THREADS", 4, minimum=1)
+# Lifetime of the query-string access tokens for browsers' EventSource and WebSocket.
+PUSH_TOKEN_SECONDS = env_int("PUSH_TOKEN_SECONDS", 60, minimum=5)
+# Web origins (besides the server's own) allowed to open push connections.
+PUSH_ALLOWED_ORIGINS = env_list("PUSH_ALLOWED_ORIGINS", [])
+# PushSubscription limits (RFC 8620 §7.2, §9.3): the longest expiry, how many per user,
+# and how many a user may create per hour.
+PUSH_SUBSCRIPTION_MAX_DAYS = env_int("PUSH_SUBSCRIPTION_MAX_DAYS", 7, minimum=2)
+PUSH_SUBSCRIPTIONS_PER_USER = env_int("PUSH_SUBSCRIPTIONS_PER_USER", 20, minimum=1)
+PUSH_SUBSCRIPTIONS_PER_HOUR = env_int("PUSH_SUBSCRIPTIONS_PER_HOUR", 20, minimum=1)
+# Web Push (RFC 8030): message TTL in seconds, and the VAPID "sub" claim (RFC 8292 §2.1).
+WEB_PUSH_TTL = env_int("WEB_PUSH_TTL", 3600, minimum=0)
+VAPID_SUBJECT = env_str("VAPID_SUBJECT") or (
+    PUBLIC_URL if PUBLIC_URL and PUBLIC_URL.startswith("https://") else "mailto:postmaster@localhost"
+)
+# The Celery queue for Web Push deliveries.
+WEB_PUSH_QUEUE = env_str("CELERY_PUSH_QUEUE", CELERY_TASK_DEFAULT_QUEUE)
+# Tests only: allow http:// and loopback push URLs (never in production: SSRF).
+WEB_PUSH_ALLOW_LOOPBACK = env_bool("WEB_PUSH_ALLOW_LOOPBACK", False)
 
 # Authentication: failed logins are rate limited per user and per client address.
 AUTH_FAILURE_LIMIT = env_int("AUTH_FAILURE_LIMIT", 10, minimum=1)
@@ -216,5 +247,6 @@ JMAP_METHOD_MODULES = [
     "jmap.identity",
     "jmap.email_submission",
     "jmap.mdn",
+    "jmap.push.methods",
     *env_list("EXTRA_JMAP_METHOD_MODULES", []),
 ]

@@ -1,3 +1,7 @@
-"""WebSocket routes (RFC 8887 comes with the push issue)."""
+"""WebSocket routes: JMAP over WebSocket (RFC 8887)."""
 
-websocket_urlpatterns: list = []
+from django.urls import path
+
+from jmap.push.websocket import JmapWebSocketConsumer
+
+websocket_urlpatterns: list = [path("jmap/push/websocket/", JmapWebSocketConsumer.as_asgi())]

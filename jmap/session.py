@@ -11,6 +11,8 @@ from django.urls import reverse
 
 from jmap.registry import registry
 
+WEBSOCKET = "urn:ietf:params:jmap:websocket"
+
 if TYPE_CHECKING:
     from django.http import HttpRequest
 
@@ -63,8 +65,12 @@ def session_resource(user: User, request: HttpRequest) -> dict[str, Any]:
                 if capability.account_value(primary) is not None:
                     primary_accounts[urn] = primary.jmap_id
     base = base_url(request)
+    capabilities = {urn: capability.session_value() for urn, capability in advertised.items()}
+    if "url" in capabilities.get(WEBSOCKET, {}):
+        # RFC 8887 §4.1: the WebSocket URL, on the push path the proxy sends to the ASGI server.
+        capabilities[WEBSOCKET]["url"] = "ws" + base.removeprefix("http") + "/jmap/push/websocket/"
     return {
-        "capabilities": {urn: capability.session_value() for urn, capability in advertised.items()},
+        "capabilities": capabilities,
         "accounts": accounts,
         "primaryAccounts": primary_accounts,
         "username": user.email,
@@ -72,6 +78,6 @@ def session_resource(user: User, request: HttpRequest) -> dict[str, Any]:
         # RFC 8620 §2: URI Templates (RFC 6570) level 1 with these variables.
         "downloadUrl": base + "/jmap/download/{accountId}/{blobId}/{name}?accept={type}",
         "uploadUrl": base + "/jmap/upload/{accountId}/",
-        "eventSourceUrl": base + "/jmap/eventsource/?types={types}&closeafter={closeafter}&ping={ping}",
+        "eventSourceUrl": base + "/jmap/push/eventsource/?types={types}&closeafter={closeafter}&ping={ping}",
         "state": session_state(user),
     }

@@ -25,6 +25,24 @@ def unsubscribe(listener: StateListener) -> None:
         _listeners.remove(listener)
 
 
+AccessListener = Callable[[int], None]
+_access_listeners: list[AccessListener] = []
+
+
+def subscribe_access(listener: AccessListener) -> None:
+    """Hear of changes to which accounts a user may see (grants, revocations, disabling)."""
+    if listener not in _access_listeners:
+        _access_listeners.append(listener)
+
+
+def publish_access_change(user_pk: int) -> None:
+    for listener in list(_access_listeners):
+        try:
+            listener(user_pk)
+        except Exception:
+            logger.exception("access change listener %r failed", listener)
+
+
 def publish_state_change(account_pk: int, states: dict[str, str]) -> None:
     """Tell every listener that these types of this account are now at these states."""
     for listener in list(_listeners):
