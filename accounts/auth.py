@@ -40,7 +40,14 @@ from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 
-from accounts.credentials import app_password_canonical, secret_digest
+from accounts.credentials import (
+    API_TOKEN,
+    APP_PASSWORD,
+    Credential,
+    app_password_canonical,
+    password_credential,
+    secret_digest,
+)
 from accounts.models import ApiToken, AppPassword, User
 from jmap.jsonio import dumps
 
@@ -331,6 +338,7 @@ def _cached_basic(login: str, password: str) -> User | None:
         return None
     user = _user_by_pk(entry.user_pk)
     if user is not None and user.is_active and hmac.compare_digest(user.password, entry.password_hash):
+        user.credential = password_credential(user)
         return user
     # Changed password or disabled user: forget it; the caller checks from scratch (the
     # password may also have been set to the same value again).
@@ -413,6 +421,7 @@ def _verify_uncached(login: str, password: str) -> User | None:
             and app_password.user.email.casefold() == login.casefold()
         ):
             _touch(AppPassword, app_password)
+            app_password.user.credential = Credential(APP_PASSWORD, app_password.pk)
             return app_password.user
         # Otherwise it may still be an account password that happens to look like one.
 
@@ -427,6 +436,7 @@ def _verify_uncached(login: str, password: str) -> User | None:
         return None
     if key is not None:
         credential_cache.put(key, user_pk=user.pk, password_hash=user.password, ttl=ttl)
+    user.credential = password_credential(user)
     return user
 
 
@@ -441,6 +451,7 @@ def _authenticate_bearer(credentials: str, address: str | None) -> User:
                 # consulted only when a token fails (it costs a cache round trip).
                 token = ApiToken(pk=token_pk, last_used=last_used)
                 _touch(ApiToken, token)
+                user.credential = Credential(API_TOKEN, token_pk)
                 return user
     _rate_limited(None, address)
     _fail(invalid, login=None, address=address, bearer_error="invalid_token")

@@ -11,6 +11,8 @@ import hashlib
 import re
 import secrets
 import string
+from dataclasses import dataclass
+from typing import Any
 
 # 4 groups of 4 from 36 symbols: 16 * log2(36) ≈ 82.7 bits of entropy.
 APP_PASSWORD_ALPHABET = string.ascii_lowercase + string.digits
@@ -54,3 +56,47 @@ def app_password_canonical(text: str) -> str | None:
 
 def api_token_generate() -> str:
     return API_TOKEN_PREFIX + secrets.token_urlsafe(API_TOKEN_BYTES)
+
+
+# -- Which credential authenticated a request ----------------------------------------------------
+
+PASSWORD = "password"
+APP_PASSWORD = "app_password"
+API_TOKEN = "token"
+
+
+@dataclass(frozen=True)
+class Credential:
+    """What authenticated a request (``User.credential`` after accounts.auth): the account
+    password (with a fingerprint of its stored hash, which any password change alters), an
+    app password or an API token (by pk). Things tied to a credential, like push
+    subscriptions (RFC 8620 §7.2), end with it."""
+
+    kind: str
+    pk: int | None = None
+    fingerprint: str = ""
+
+
+def password_credential(user: Any) -> Credential:
+    fingerprint = hashlib.sha256(str(user.password).encode()).hexdigest()[:32]
+    return Credential(PASSWORD, None, fingerprint)
+
+
+def credential_valid(user: Any, credential: Credential) -> bool:
+    """Whether the credential still authenticates the user (not revoked, not expired, the
+    password not changed, the user active)."""
+    from django.db.models import Q
+    from django.utils import timezone
+
+    from accounts.models import ApiToken, AppPassword
+
+    if not user.is_active:
+        return False
+    if credential.kind == PASSWORD:
+        return password_credential(user).fingerprint == credential.fingerprint and user.has_usable_password()
+    if credential.kind == APP_PASSWORD:
+        return AppPassword.objects.filter(pk=credential.pk, user_id=user.pk, revoked__isnull=True).exists()
+    if credential.kind == API_TOKEN:
+        live = Q(expires__isnull=True) | Q(expires__gt=timezone.now())
+        return ApiToken.objects.filter(live, pk=credential.pk, user_id=user.pk, revoked__isnull=True).exists()
+    return False

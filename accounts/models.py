@@ -39,6 +39,9 @@ class User(AbstractBaseUser, PermissionsMixin):
     # Bumped whenever what the session resource shows for this user changes (accounts,
     # their names or rights); the session "state" string is derived from it.
     session_generation = models.PositiveIntegerField(default=1)
+    # Not stored: the accounts.credentials.Credential that authenticated this request's
+    # user (set by accounts.auth), None for a user loaded any other way.
+    credential = None
 
     objects = UserManager()
 

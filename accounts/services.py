@@ -64,6 +64,7 @@ def user_set_password(*, user: User, password: str | None) -> None:
         else:
             user.set_unusable_password()
         user.save(update_fields=["password"])
+        _access_changed(user)  # push subscriptions made with the old password end
 
 
 def user_disable(*, user: User) -> None:
@@ -151,6 +152,7 @@ def app_password_revoke(*, app_password: AppPassword) -> None:
         if app_password.revoked is None:
             app_password.revoked = timezone.now()
             app_password.save(update_fields=["revoked"])
+            _access_changed(app_password.user)
 
 
 def api_token_create(*, user: User, name: str, expires: datetime | None = None) -> tuple[ApiToken, str]:
@@ -176,6 +178,7 @@ def api_token_revoke(*, api_token: ApiToken) -> None:
         if api_token.revoked is None:
             api_token.revoked = timezone.now()
             api_token.save(update_fields=["revoked"])
+            _access_changed(api_token.user)
 
 
 # --- Domains and aliases -----------------------------------------------------------------

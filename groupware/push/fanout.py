@@ -52,6 +52,10 @@ def state_changed(account_pk: int, states: dict[str, str]) -> None:
 def access_changed(user_pk: int) -> None:
     group = user_group(user_pk)
     group_send(group, {"type": ACCESS_MESSAGE, "group": group, "user": user_pk})
+    from groupware.push.services import push_subscriptions_prune
+
+    # A revoked or changed credential ends the push subscriptions it created (RFC 8620 §7.2).
+    push_subscriptions_prune(user_pk=user_pk)
 
 
 class _LayerLoop:

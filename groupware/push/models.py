@@ -6,6 +6,8 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
+from accounts.credentials import Credential
+
 
 class VapidKey(models.Model):
     """The application server's P-256 key pair; the newest row is the one in use."""
@@ -37,6 +39,11 @@ class PushSubscription(models.Model):
     expires = models.DateTimeField()
     types = models.JSONField(null=True, blank=True)
     created = models.DateTimeField(default=timezone.now)
+    # The credential that created it (accounts.credentials.Credential): RFC 8620 §7.2, the
+    # subscription is destroyed when that credential expires or is revoked.
+    credential_kind = models.CharField(max_length=16, blank=True)
+    credential_pk = models.BigIntegerField(null=True, blank=True)
+    credential_fingerprint = models.CharField(max_length=64, blank=True)
 
     class Meta:
         ordering = ["pk"]
@@ -44,6 +51,10 @@ class PushSubscription(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user} / {self.device_client_id}"
+
+    @property
+    def credential(self) -> Credential:
+        return Credential(self.credential_kind, self.credential_pk, self.credential_fingerprint)
 
     @property
     def jmap_id(self) -> str:

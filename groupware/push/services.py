@@ -16,6 +16,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
+from accounts.credentials import Credential, credential_valid
 from accounts.models import User
 from groupware.push.models import PushSubscription, VapidKey
 
@@ -97,8 +98,14 @@ def push_subscription_create(
     keys: dict[str, str] | None,
     expires: datetime | None,
     types: list[str] | None,
+    credential: Credential | None,
 ) -> PushSubscription:
-    """Store a subscription and send it (and only it) its PushVerification, after commit."""
+    """Store a subscription and send it (and only it) its PushVerification, after commit.
+
+    ``credential`` authenticated the request: the subscription lives only as long as it
+    does (RFC 8620 §7.2; ``push_subscriptions_prune``). None is refused."""
+    if credential is None:
+        raise PushRefused("forbidden", "Push subscriptions need a request authenticated by a credential.")
     p256dh, auth = _check_keys(keys)
     problem = push_url_problem(url)
     if problem is not None:
@@ -121,6 +128,9 @@ def push_subscription_create(
             verification_code=secrets.token_hex(32),  # 256 bits: no brute force
             expires=_bounded_expiry(expires),
             types=types,
+            credential_kind=credential.kind,
+            credential_pk=credential.pk,
+            credential_fingerprint=credential.fingerprint,
         )
         from groupware.push.webpush import send_verification
 
@@ -168,6 +178,19 @@ def push_subscription_destroy(*, subscription: PushSubscription) -> None:
 
 def push_subscriptions_purge_expired() -> int:
     return PushSubscription.objects.filter(expires__lte=timezone.now()).delete()[0]
+
+
+def push_subscriptions_prune(*, user_pk: int) -> int:
+    """Destroy the user's subscriptions whose credential no longer authenticates them
+    (revoked or expired app password or token, changed password, disabled user): RFC 8620
+    §7.2 "the push subscription MUST be destroyed". Run when a user's credentials change
+    and before each push is sent."""
+    user = User.objects.filter(pk=user_pk).first()
+    subscriptions = list(PushSubscription.objects.filter(user_id=user_pk))
+    dead = [s.pk for s in subscriptions if user is None or not credential_valid(user, s.credential)]
+    if dead:
+        PushSubscription.objects.filter(pk__in=dead).delete()
+    return len(dead)
 
 
 # --- VAPID key (RFC 9749) ----------------------------------------------------------------

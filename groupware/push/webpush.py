@@ -23,6 +23,7 @@ from django.utils import timezone
 from py_vapid import Vapid02
 from pywebpush import WebPusher
 
+from accounts.credentials import credential_valid
 from accounts.models import Account, AccountGrant
 from groupware.core.ids import account_id
 from groupware.push.models import PushSubscription
@@ -99,9 +100,13 @@ def send_verification(subscription_pk: int) -> None:
 
 def deliver(subscription_pk: int, payload: dict[str, Any], *, verification: bool = False) -> Outcome:
     """POST one object to a subscription's URL, if it may still receive it."""
-    subscription = PushSubscription.objects.filter(pk=subscription_pk).first()
+    subscription = PushSubscription.objects.select_related("user").filter(pk=subscription_pk).first()
     if subscription is None or subscription.expires <= timezone.now():
         return Outcome()
+    if not credential_valid(subscription.user, subscription.credential):
+        # RFC 8620 §7.2: its credential expired or was revoked: it is destroyed.
+        subscription.delete()
+        return Outcome(gone=True)
     # RFC 8620 §7.2: nothing but the verification before the client proves it got it.
     if verification == subscription.verified:
         return Outcome()

@@ -141,6 +141,7 @@ def _create(call: CallContext, values: dict[str, Any]) -> dict[str, Any]:
         keys=_check_keys(values.get("keys")),
         expires=expires,
         types=_check_types(values.get("types")),
+        credential=call.user.credential,
     )
     created: dict[str, Any] = {"id": subscription.jmap_id}
     if expires is None or subscription.expires != expires:

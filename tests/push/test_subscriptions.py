@@ -184,3 +184,74 @@ def test_vapid_rotation(jmap, user):
     assert session["state"] != state_before
     assert session["capabilities"][VAPID]["applicationServerKey"] == new.public_key
     assert VapidKey.objects.count() == 2
+
+
+# -- RFC 8620 §7.2: "tied to the credentials used to authenticate the API request that
+# created it. Should these credentials expire or be revoked, the push subscription MUST
+# be destroyed by the JMAP server."
+
+
+def _client_with(user, authorization: str):
+    from tests.conftest import JmapClient
+
+    client = JmapClient(user)
+    client.auth = authorization
+    return client
+
+
+def _subscription_ids(jmap) -> list[str]:
+    return [item["id"] for item in jmap.call("PushSubscription/get", {"ids": None}, using=[CORE])[1]["list"]]
+
+
+def test_subscription_ends_with_its_app_password(jmap, user, django_capture_on_commit_callbacks):
+    from accounts.services import app_password_create, app_password_revoke
+    from tests.conftest import basic
+
+    app_password, secret = app_password_create(user=user, name="phone")
+    phone = _client_with(user, basic(user.email, secret))
+    from_phone = create(phone)["created"]["s"]["id"]
+    from_password = create(jmap)["created"]["s"]["id"]
+    assert sorted(_subscription_ids(jmap)) == sorted([from_phone, from_password])
+    with django_capture_on_commit_callbacks(execute=True):
+        app_password_revoke(app_password=app_password)
+    # Destroyed at once; the one made with the account password stays.
+    assert _subscription_ids(jmap) == [from_password]
+
+
+def test_subscription_ends_with_its_token_revoked_or_expired(jmap, user, django_capture_on_commit_callbacks):
+    from accounts.models import ApiToken
+    from accounts.services import api_token_create, api_token_revoke
+    from groupware.push.webpush import deliver
+
+    token, secret = api_token_create(user=user, name="app")
+    app = _client_with(user, f"Bearer {secret}")
+    create(app)
+    assert PushSubscription.objects.filter(user=user, credential_kind="token", credential_pk=token.pk).count() == 1
+    with django_capture_on_commit_callbacks(execute=True):
+        api_token_revoke(api_token=token)
+    assert not PushSubscription.objects.filter(user=user).exists()
+
+    # An expiry passes without any event: the next push finds it and destroys it unsent.
+    later = datetime.now(UTC) + timedelta(hours=1)
+    token, secret = api_token_create(user=user, name="app 2", expires=later)
+    create(_client_with(user, f"Bearer {secret}"))
+    subscription = PushSubscription.objects.get(user=user)
+    PushSubscription.objects.filter(pk=subscription.pk).update(verified=True)
+    ApiToken.objects.filter(pk=token.pk).update(expires=datetime.now(UTC) - timedelta(seconds=1))
+    outcome = deliver(subscription.pk, {"@type": "StateChange", "changed": {}})
+    assert outcome.gone and not outcome.delivered
+    assert not PushSubscription.objects.filter(pk=subscription.pk).exists()
+
+
+def test_subscription_ends_with_a_password_change(jmap, user, django_capture_on_commit_callbacks):
+    from accounts.services import app_password_create, user_set_password
+    from tests.conftest import basic
+
+    _, secret = app_password_create(user=user, name="laptop")
+    laptop = _client_with(user, basic(user.email, secret))
+    kept = create(laptop)["created"]["s"]["id"]
+    create(jmap)
+    with django_capture_on_commit_callbacks(execute=True):
+        user_set_password(user=user, password="a brand new password for alice")
+    # The one made with the old password is gone; the app password's stays.
+    assert _subscription_ids(laptop) == [kept]
