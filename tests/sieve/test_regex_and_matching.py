@@ -104,3 +104,40 @@ def test_posix_character_classes():
     script = r'require ["regex", "reject"]; if header :regex "subject" "^[[:digit:]]{4}-[[:alpha:]]+$" { reject "y"; }'
     assert actions(script, message("Subject: 2024-report\r\n")) == [Reject("y")]
     assert actions(script, message("Subject: 24-report\r\n")) == [Keep()]
+
+
+@pytest.mark.parametrize(
+    ("pattern", "text", "captures"),
+    [
+        ("*:*:*", "frop:frup:frop", ["frop", "frup", "frop"]),
+        ("?*frop*", "frop...frop.....frop..", ["f", "rop...", ".....frop.."]),
+        ("*top", "toptoptop", ["toptop"]),
+        ("*\\?", "really?", ["really"]),
+        ("??op", "frop", ["f", "r"]),
+        ("*?op", "klopfropstroptop", ["klopfropstrop", "t"]),
+        ("*?op*", "klopfropstroptop", ["k", "l", "fropstroptop"]),
+        ("*??@foobar.example.com", "foo1234@foobar.example.com", ["foo12", "3", "4"]),
+        ("*?@example.com", "d@example.com", ["", "d"]),
+        ("*one?zero?five", "zero:one:zero|three;one;zero/five", ["zero:one:zero|three;", ";", "/"]),
+        ("Log for ?* build of *", "Log for failed build of pkg", ["f", "ailed", "pkg"]),
+    ],
+)
+def test_glob_captures_are_shortest_first(pattern, text, captures):
+    assert glob_match(pattern, text, casefold=False) == [text, *captures]
+
+
+@pytest.mark.parametrize(
+    ("pattern", "text"),
+    [("*??@foobar.example.com", "foo1234@example.com"), ("*?@example.com", "d@example.jp"), ("of *", "Test of x")],
+)
+def test_glob_mismatches(pattern, text):
+    assert glob_match(pattern, text, casefold=False) is None
+
+
+def test_variable_reference_syntax_examples():
+    # RFC 5229 §3 examples; a "$" produced by expansion never starts a new reference.
+    script = r"""require ["variables", "reject"];
+set "company" "ACME";
+set "s" "$";
+reject "${full}|${company}|${BAD${Company}|${President, ${Company} Inc.}|${s}{company}|${0000001}";"""
+    assert actions(script) == [Reject("|ACME|${BADACME|${President, ACME Inc.}|${company}|")]

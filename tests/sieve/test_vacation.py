@@ -135,8 +135,10 @@ def test_no_reply_to_lists_bulk_and_auto_replies():
 
 def test_no_reply_to_system_senders_null_sender_or_self():
     script = 'require "vacation"; vacation "out";'
-    for sender in ("MAILER-DAEMON@example.org", "owner-list@example.org", "list-request@example.org", "", ME):
+    for sender in ("MAILER-DAEMON@example.org", "owner-list@example.org", "list-request@example.org", "", "<>", ME):
         assert reply(script, mail_from=sender) is None, sender
+    bracketed = reply(script, mail_from="<coyote@desert.example.org>")
+    assert bracketed is not None and bracketed.recipient == "coyote@desert.example.org"
     # Cc and Resent-To count as addressed to the user, Bcc-only delivery (not in headers) does not.
     assert reply(script, "From: a@example.org\r\nTo: x@example.org\r\nCc: Road <roadrunner@acme.example.com>\r\n")
     assert reply(script, "From: a@example.org\r\nResent-To: roadrunner@acme.example.com\r\n")

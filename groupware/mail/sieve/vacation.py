@@ -72,8 +72,8 @@ def vacation_response(
     seconds: int,
 ) -> Vacation | None:
     """The reply to send, or None when RFC 5230 §4.5 (or the tracking) says not to answer."""
-    sender = envelope.mail_from.strip()
-    if not sender or sender == "<>":
+    sender = envelope.mail_from.strip().removeprefix("<").removesuffix(">").strip()
+    if not sender:
         return None  # §4.5: never answer the null reverse-path (bounces)
     own = [envelope.rcpt_to, *environment.user_addresses, *addresses]
     if sender.lower() in {address.lower() for address in own if address}:
