@@ -156,6 +156,21 @@ def test_fileinto_create_and_missing_mailbox(account):
     assert [e.subject for e in emails_in(account, "inbox")] == ["other"]
 
 
+def test_inbox_names_any_case_and_below(account):
+    activate_script(
+        account,
+        'require ["fileinto", "mailbox"];\r\n'
+        'if header :is "subject" "a" { fileinto "inbox"; } else { fileinto :create "INBOX/Receipts"; }\r\n',
+    )
+    deliver(raw_message(subject="a", message_id="<q1@x>"))
+    deliver(raw_message(subject="b", message_id="<q2@x>"))
+    inbox = Mailbox.objects.get(account=account, role="inbox")
+    child = Mailbox.objects.get(account=account, name="Receipts", parent=inbox)
+    assert [e.subject for e in emails_in(account, "inbox")] == ["a"]
+    assert [e.subject for e in Email.objects.filter(memberships__mailbox=child)] == ["b"]
+    assert not Mailbox.objects.filter(account=account, name__iexact="INBOX", parent=None).exclude(pk=inbox.pk)
+
+
 def test_discard_redirect_and_reject(account):
     activate_script(
         account,

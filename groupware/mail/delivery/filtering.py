@@ -96,10 +96,11 @@ class MailboxTree:
         return self.roles.get("inbox")
 
     def find(self, name: str) -> int | None:
-        if name.upper() == "INBOX":
-            return self.inbox
+        segments = name.split("/")
         parent: int | None = None
-        for segment in name.split("/"):
+        if segments[0].upper() == "INBOX":  # RFC 3501 §5.1: INBOX in any case, and below it
+            parent, segments = self.inbox, segments[1:]
+        for segment in segments:
             pk = self.by_parent.get((parent, segment))
             if pk is None:
                 return None

@@ -292,8 +292,12 @@ def _target_pks(account: Account, targets: list[MailboxRef]) -> list[int]:
             pks.append(target.pk)
             continue
         parent: int | None = None
+        path = target.path
+        if path and path[0].upper() == "INBOX":
+            parent = Mailbox.objects.filter(account_id=account.pk, role="inbox").values_list("pk", flat=True).first()
+            path = path[1:]
         try:
-            for segment in target.path:
+            for segment in path:
                 found = (
                     Mailbox.objects.filter(account_id=account.pk, parent_id=parent, name=segment)
                     .values_list("pk", flat=True)
