@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import socket
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -32,6 +33,7 @@ from django.db import DatabaseError, IntegrityError, close_old_connections, conn
 from django.utils import timezone
 
 from accounts.models import Account
+from groupware.core.blobs import blob_storage, storage_name
 from groupware.core.changes import account_changes
 from groupware.mail.delivery.filtering import DeliveryPlan, MailboxRef, plan_delivery
 from groupware.mail.delivery.models import DeliveryRecord, SieveDuplicate, VacationReply
@@ -337,6 +339,7 @@ def _commit(
                 except InvalidKeywords:
                     email = email_ingest(account=account, raw=stored_raw, mailbox_ids=mailbox_pks, keywords={})
                 email_pk = email.pk
+                _blob_durable(email.blob_id)
             DeliveryRecord.objects.create(account=account, key=key, email_id=email_pk, created=now)
             _record_follow_ups(account=account, plan=plan, stored_raw=stored_raw, mail_from=mail_from, now=now)
     except IntegrityError:
@@ -345,6 +348,23 @@ def _commit(
             raise _Duplicate from None
         raise
     return email_pk
+
+
+def _blob_durable(sha256: str) -> None:
+    """Flush the message file to disk before the commit that makes 250 possible: the row
+    must never outlive its blob, even across a power loss. (File storage only: an S3 PUT
+    is durable when it returns.)"""
+    storage = blob_storage()
+    try:
+        path = storage.path(storage_name(sha256))
+    except NotImplementedError:
+        return
+    for target, flags in ((path, os.O_RDONLY), (os.path.dirname(path), os.O_RDONLY)):
+        descriptor = os.open(target, flags)
+        try:
+            os.fsync(descriptor)
+        finally:
+            os.close(descriptor)
 
 
 def _record_follow_ups(
