@@ -5,12 +5,14 @@ Standard library only, so that it runs with any Python 3.11+ before anything is 
 
     python3 tasks.py run [--host H] [--port P]   migrate, create the demo account, serve HTTP
                                                  and WebSocket with daphne (default 127.0.0.1:8000)
+                                                 and receive mail over LMTP/SMTP (manage.py serve_mail)
     python3 tasks.py test [PYTEST ARGS...]       the test suite; pytest's exit code is kept
     python3 tasks.py lint                        ruff, the migrations check, Django's system checks
     python3 tasks.py check [PYTEST ARGS...]      lint, then the test suite
     python3 tasks.py bench [BENCH ARGS...]       the HTTP benchmark (python3 tasks.py bench --help)
     python3 tasks.py bench-mail [ARGS...]        the mail store benchmark (python3 tasks.py bench-mail --help)
     python3 tasks.py bench-push [ARGS...]        the push benchmark (python3 tasks.py bench-push --help)
+    python3 tasks.py bench-delivery [ARGS...]    the LMTP delivery benchmark (python3 tasks.py bench-delivery --help)
     python3 tasks.py setup                       only create .venv and install requirements.txt
 
 Every command first makes sure ``.venv`` exists and holds requirements.txt (reinstalled only
@@ -24,6 +26,7 @@ import hashlib
 import os
 import secrets
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -35,7 +38,7 @@ VENV_PYTHON = BIN / ("python.exe" if os.name == "nt" else "python")
 REQUIREMENTS = ROOT / "requirements.txt"
 BENCH_REQUIREMENTS = ROOT / "bench" / "requirements.txt"
 DEMO_EMAIL = "demo@example.com"
-COMMANDS = ("run", "test", "lint", "check", "bench", "bench-mail", "bench-push", "setup")
+COMMANDS = ("run", "test", "lint", "check", "bench", "bench-mail", "bench-push", "bench-delivery", "setup")
 
 
 def say(message: str) -> None:
@@ -112,7 +115,7 @@ def ensure_venv(command: str) -> None:
     if not in_venv() and not venv_works():
         create_venv()
     install(REQUIREMENTS)
-    if command in ("bench", "bench-mail", "bench-push"):
+    if command in ("bench", "bench-mail", "bench-push", "bench-delivery"):
         install(BENCH_REQUIREMENTS)
     if not in_venv():
         replace_process(VENV_PYTHON, Path(__file__).resolve(), command, *sys.argv[2:])
@@ -168,10 +171,37 @@ def command_run(args: list[str]) -> None:
     call_command("migrate", interactive=False, verbosity=1)
     host = f"[{options.host}]" if ":" in options.host else options.host
     demo_account(settings.PUBLIC_URL or f"http://{host}:{options.port}")
-    say(f"serving http://{host}:{options.port}/ with daphne (Ctrl-C stops)")
-    replace_process(
-        VENV_PYTHON, "-m", "daphne", "-b", options.host, "-p", str(options.port), "groupware.asgi:application"
+    # The LMTP and SMTP listeners run beside the web server (MAIL_LMTP_LISTEN, MAIL_SMTP_LISTEN).
+    mail = subprocess.Popen([str(VENV_PYTHON), "manage.py", "serve_mail"], cwd=ROOT)  # noqa: S603
+    say(
+        f"receiving mail on LMTP {settings.MAIL_LMTP_LISTEN} and SMTP {settings.MAIL_SMTP_LISTEN} "
+        "(manage.py serve_mail)"
     )
+    say(f"serving http://{host}:{options.port}/ with daphne (Ctrl-C stops)")
+    web = subprocess.Popen(  # noqa: S603
+        [str(VENV_PYTHON), "-m", "daphne", "-b", options.host, "-p", str(options.port), "groupware.asgi:application"],
+        cwd=ROOT,
+    )
+
+    def interrupted(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupted)  # stop both children, as Ctrl-C does
+    code = 0
+    try:
+        code = web.wait()
+    except KeyboardInterrupt:
+        code = 130
+    finally:
+        for child in (web, mail):
+            if child.poll() is None:
+                child.terminate()
+        for child in (web, mail):
+            try:
+                child.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                child.kill()
+    raise SystemExit(code)
 
 
 def command_test(args: list[str]) -> None:
@@ -205,6 +235,10 @@ def command_bench_push(args: list[str]) -> None:
     replace_process(VENV_PYTHON, "-m", "bench.push", *args)
 
 
+def command_bench_delivery(args: list[str]) -> None:
+    replace_process(VENV_PYTHON, "-m", "bench.delivery", *args)
+
+
 def main() -> None:
     if sys.version_info < (3, 11):  # noqa: UP036  # this file may be started by an older python3
         fail(f"Python 3.11 or newer is needed; this is {sys.version.split()[0]}")
@@ -233,6 +267,8 @@ def main() -> None:
         command_bench_mail(args)
     elif command == "bench-push":
         command_bench_push(args)
+    elif command == "bench-delivery":
+        command_bench_delivery(args)
 
 
 if __name__ == "__main__":

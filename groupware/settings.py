@@ -138,6 +138,7 @@ CELERY_BEAT_SCHEDULE = {
     "blob-gc": {"task": "groupware.core.tasks.blob_gc", "schedule": env_int("BLOB_GC_INTERVAL", 3600, minimum=60)},
     "purge-changes": {"task": "groupware.core.tasks.purge_changes", "schedule": 24 * 3600},
     "purge-push-subscriptions": {"task": "groupware.push.tasks.purge_expired", "schedule": 3600},
+    "purge-delivery-records": {"task": "groupware.mail.tasks.purge_delivery_records", "schedule": 3600},
 }
 
 # Sending mail (groupware/mail/submission/config.py): smarthost, limits, retries.
@@ -148,6 +149,19 @@ CELERY_BEAT_SCHEDULE["relay-due"] = {
     "task": "groupware.mail.submission.tasks.relay_due",
     "schedule": _submission["SUBMISSION_SWEEP_INTERVAL"],
 }
+
+# Receiving mail (groupware.mail.delivery): the LMTP and SMTP listeners of `manage.py
+# serve_mail` ("host:port"; "off" disables one), how long a retransmitted message is
+# recognised, and the smarthost that vacation replies and redirects go to (unset: kept
+# stored, unsent, and logged).
+MAIL_LMTP_LISTEN = env_str("MAIL_LMTP_LISTEN", "127.0.0.1:8024")
+MAIL_SMTP_LISTEN = env_str("MAIL_SMTP_LISTEN", "127.0.0.1:2525")
+MAIL_HOSTNAME = env_str("MAIL_HOSTNAME", None)
+MAIL_DEDUP_WINDOW = env_int("MAIL_DEDUP_WINDOW", 7 * 24 * 3600, minimum=60)
+MAIL_DELIVERY_THREADS = env_int("MAIL_DELIVERY_THREADS", 4, minimum=1)
+MAIL_VACATION_DAYS = env_int("MAIL_VACATION_DAYS", 7, minimum=1)
+SMTP_RELAY_HOST = env_str("SMTP_RELAY_HOST", None)
+SMTP_RELAY_PORT = env_int("SMTP_RELAY_PORT", 25, minimum=1, maximum=65535)
 
 # JMAP core limits (RFC 8620 §2), advertised in the session and enforced.
 JMAP = {
@@ -248,5 +262,7 @@ JMAP_METHOD_MODULES = [
     "jmap.email_submission",
     "jmap.mdn",
     "jmap.push.methods",
+    "jmap.sieve_script",
+    "jmap.vacation_response",
     *env_list("EXTRA_JMAP_METHOD_MODULES", []),
 ]

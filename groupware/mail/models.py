@@ -145,3 +145,15 @@ class MessageIdIndex(models.Model):
 
     def __str__(self) -> str:
         return self.message_id
+
+
+# Delivery's models (Sieve scripts, vacation response, idempotency records) live in their
+# own module and belong to this app.
+from groupware.mail.delivery.models import (  # noqa: E402, F401
+    DeliveryRecord,
+    OutboundMessage,
+    SieveDuplicate,
+    SieveScript,
+    VacationReply,
+    VacationResponse,
+)

@@ -162,8 +162,14 @@ def test_embedded_scheduler_runs_due_tasks(user):
 
     account = user.jmap_accounts.get()
     note_destroy(note=note_create(account=account, title="gone"))
-    due = {"blob-gc": 0.0, "purge-changes": 0.0}
-    assert sorted(run_due_tasks(due, now=10.0)) == ["blob-gc", "purge-changes", "purge-push-subscriptions", "relay-due"]
+    due = {"blob-gc": 0.0, "purge-changes": 0.0, "purge-delivery-records": 0.0}
+    assert sorted(run_due_tasks(due, now=10.0)) == [
+        "blob-gc",
+        "purge-changes",
+        "purge-delivery-records",
+        "purge-push-subscriptions",
+        "relay-due",
+    ]
     assert due["purge-changes"] == 10.0 + 24 * 3600
     assert run_due_tasks(due, now=11.0) == []  # nothing is due again yet
     assert ObjectChange.objects.filter(type_name="Note", destroyed=True).count() == 1  # young tombstone kept

@@ -1,8 +1,8 @@
 """Delivery to this server's own users: the one place the relay hands mail inward.
 
-``deliver_local`` resolves each recipient (a user's login or an Alias, with ``@domain``
-catch-alls) to their personal account and stores the message in its Inbox. It is the
-seam to the delivery pipeline (LMTP, Sieve), which takes over the storing at merge.
+``local_account``/``is_local`` tell the relay which recipients are ours (a user's login or
+an Alias, with ``@domain`` catch-alls); ``deliver_local`` hands them to the delivery
+pipeline, the same one LMTP and SMTP use.
 """
 
 from __future__ import annotations
@@ -11,8 +11,6 @@ import logging
 from dataclasses import dataclass
 
 from accounts.models import Account, Alias, Domain, User
-from groupware.mail.models import Mailbox
-from groupware.mail.services.emails import EmailError, MessageTooLarge, email_ingest
 from groupware.mail.submission.addresses import address_domain, address_key
 
 logger = logging.getLogger(__name__)
@@ -61,40 +59,10 @@ def is_local(address: str) -> bool:
 
 
 def deliver_local(*, raw: bytes, mail_from: str, recipients: list[str]) -> dict[str, Reply]:
-    """Store the message for each local recipient; one Reply per recipient.
+    """Hand the message to the delivery pipeline (groupware.mail.delivery: Sieve filtering,
+    retransmission dedup, Return-Path and Received, reports linked to submissions), as an
+    MTA would over LMTP; one Reply per recipient."""
+    from groupware.mail.delivery.services import deliver_message
 
-    Several recipients reaching one account (a login and its alias) store one copy.
-    A Return-Path field records the envelope sender (RFC 5321 §4.4).
-    """
-    from groupware.mail.submission.reports import submission_report_received
-
-    message = f"Return-Path: <{mail_from}>\r\n".encode() + raw
-    results: dict[str, Reply] = {}
-    delivered: dict[int, Reply] = {}
-    for address in recipients:
-        account = local_account(address)
-        if account is None:
-            results[address] = Reply(550, "5.1.1 No such user here")
-            continue
-        if account.pk in delivered:
-            results[address] = delivered[account.pk]
-            continue
-        inbox = Mailbox.objects.filter(account_id=account.pk, role="inbox").values_list("pk", flat=True).first()
-        if inbox is None:
-            results[address] = Reply(450, "4.2.0 The recipient has no Inbox")
-            continue
-        try:
-            email_ingest(account=account, raw=message, mailbox_ids=[inbox], keywords={})
-        except MessageTooLarge as error:
-            reply = Reply(552, f"5.3.4 {error}")
-        except EmailError as error:
-            reply = Reply(554, f"5.6.0 {error}")
-        except Exception:
-            logger.exception("local delivery to %s failed", address)
-            reply = Reply(451, "4.3.0 Local delivery failed; will retry")
-        else:
-            reply = Reply(250, "2.1.5 Delivered")
-            # A DSN or MDN about a message this account sent updates that submission.
-            submission_report_received(account=account, raw=message)
-        results[address] = delivered[account.pk] = reply
-    return results
+    results = deliver_message(raw=raw, mail_from=mail_from, recipients=recipients, protocol="ESMTP")
+    return {result.recipient: Reply(result.code, f"{result.status} {result.text}") for result in results}

@@ -340,14 +340,34 @@ def mdn_queue(
         outgoing = outgoing_message(raw, from_address=from_address, max_size=max_size)
     except OutgoingError as error:
         raise SubmissionError(error.kind, error.description, **error.extra) from None
+    return outbound_queue(
+        account=account, user=user, raw=outgoing, mail_from="", recipients=[to], message_id=message_id, is_report=True
+    )
+
+
+def outbound_queue(
+    *,
+    account: Account,
+    raw: bytes,
+    mail_from: str,
+    recipients: list[str],
+    user: User | None = None,
+    message_id: str = "",
+    is_report: bool = False,
+) -> OutboundMessage:
+    """Queue a message the server sends itself, sent as it is (MDNs; Sieve vacation replies
+    and redirects from delivery): stored as a blob and relayed like a submission, local
+    recipients through delivery, remote ones through the smarthost or MX."""
     now = timezone.now()
     with account_changes(account.pk):
-        stored = blob_store(account=account, stream_or_bytes=outgoing, type="message/rfc822", max_size=len(outgoing))
+        stored = blob_store(account=account, stream_or_bytes=raw, type="message/rfc822", max_size=len(raw))
         blob_pin(account, blob_id(stored.blob_id))
         outbound = OutboundMessage.objects.create(
-            account=account, user=user, blob_id=stored.blob_id, mail_from="", message_id=message_id,
-            send_at=now, is_report=True,
+            account=account, user=user, blob_id=stored.blob_id, mail_from=mail_from, message_id=message_id,
+            send_at=now, is_report=is_report,
         )  # fmt: skip
-        OutboundRecipient.objects.create(message=outbound, address=to, next_attempt=now)
+        OutboundRecipient.objects.bulk_create(
+            [OutboundRecipient(message=outbound, address=address, next_attempt=now) for address in recipients]
+        )
         relay_start(outbound.pk, now)
     return outbound

@@ -107,7 +107,7 @@ def test_unknown_user_in_local_domain_fails_without_smtp(send):
     created = send.submit(draft)["created"]["s"]
     assert relay_due() == {"failed": 1}
     status = send.submission(created["id"])
-    assert status["deliveryStatus"]["ghost@example.com"]["smtpReply"] == "550 5.1.1 No such user here"
+    assert status["deliveryStatus"]["ghost@example.com"]["smtpReply"] == "550 5.1.1 no such recipient here"
     assert len(status["dsnBlobIds"]) == 1
 
 

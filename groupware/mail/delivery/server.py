@@ -1,0 +1,229 @@
+"""The LMTP (RFC 2033) and SMTP (RFC 5321) listeners, on aiosmtpd.
+
+Both accept mail for local recipients only (unknown ones are refused at RCPT with 550, so
+the SMTP port is no open relay) and hand each message to ``deliver_message`` in a thread
+pool (the database work is synchronous). LMTP answers once per recipient after DATA; SMTP
+answers once: 451 if any recipient failed temporarily (a retransmission is deduplicated
+for the recipients that already have it), else 250 if any was delivered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+from aiosmtpd.lmtp import LMTP
+from aiosmtpd.smtp import SMTP, Envelope, Session
+from django.db import DatabaseError, close_old_connections, connections
+
+from groupware.mail.delivery.recipients import recipient_resolve_cached
+from groupware.mail.delivery.services import DeliveryResult, deliver_message, mail_hostname
+from groupware.mail.services.emails import max_message_size
+
+logger = logging.getLogger(__name__)
+
+# Lines longer than RFC 5321's 1000 octets are common in real mail: accept them up to this
+# (stored as they are); past it the whole message is refused with 500 after DATA.
+MAX_LINE_LENGTH = 256 * 1024
+MAX_RECIPIENTS = 1000
+
+
+def check_recipient(address: str) -> str:
+    """The RCPT reply for an address (runs in a worker thread)."""
+    close_old_connections()
+    try:
+        recipient = recipient_resolve_cached(address)
+    except DatabaseError:
+        logger.warning("database unavailable at RCPT %s", address, exc_info=True)
+        close_old_connections()
+        return "451 4.3.0 temporary failure, try again later"
+    except Exception:
+        logger.exception("RCPT %s failed", address)
+        return "451 4.3.0 local error in processing"
+    if recipient is None:
+        return "550 5.1.1 no such recipient here"
+    return "250 2.1.5 OK"
+
+
+def null_sender(mail_from: str | None) -> str:
+    """The reverse-path without brackets; aiosmtpd hands the null sender over as "<>"."""
+    value = (mail_from or "").strip()
+    return "" if value in ("", "<>") else value
+
+
+def smtp_reply(results: list[DeliveryResult]) -> str:
+    """One SMTP reply for every recipient's result (see the module doc)."""
+    temporary = [result for result in results if result.temporary]
+    if temporary:
+        return temporary[0].reply
+    delivered = [result for result in results if result.ok]
+    if delivered:
+        return "250 2.0.0 delivered"
+    return results[0].reply
+
+
+class DeliveryHandler:
+    """aiosmtpd handler hooks shared by the LMTP and SMTP servers."""
+
+    def __init__(self, executor: ThreadPoolExecutor, protocol: str) -> None:
+        self.executor = executor
+        self.protocol = protocol
+
+    async def handle_RCPT(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, rcpt_options: list[str]
+    ) -> str:
+        if len(envelope.rcpt_tos) >= MAX_RECIPIENTS:
+            return "452 4.5.3 too many recipients"
+        reply = await asyncio.get_running_loop().run_in_executor(self.executor, check_recipient, address)
+        if reply.startswith("250"):
+            envelope.rcpt_tos.append(address)
+        return reply
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        raw = envelope.original_content or b""
+        peer = session.peer[0] if isinstance(session.peer, tuple) else str(session.peer or "")
+        deliver = partial(
+            deliver_message,
+            raw=bytes(raw),
+            mail_from=null_sender(envelope.mail_from),
+            recipients=list(envelope.rcpt_tos),
+            helo=session.host_name,
+            peer=peer,
+            protocol=self.protocol,
+            cached_recipients=True,
+        )
+        try:
+            results = await asyncio.get_running_loop().run_in_executor(self.executor, deliver)
+        except Exception:
+            logger.exception("delivery failed")
+            results = [
+                DeliveryResult(recipient=rcpt, code=451, status="4.3.0", text="local error in processing")
+                for rcpt in envelope.rcpt_tos
+            ]
+        if self.protocol == "LMTP":
+            # RFC 2033 §4.2: one reply per successful RCPT, in order.
+            return "\r\n".join(result.reply for result in results)
+        return smtp_reply(results)
+
+
+class _Limits:
+    line_length_limit = MAX_LINE_LENGTH
+
+
+class LmtpServer(_Limits, LMTP):
+    # aiosmtpd refuses an oversized DATA with one reply; LMTP owes one per recipient.
+    _data_refusals = ("552 Error: Too much mail data", "500 Line too long")
+    _in_data = False
+
+    async def smtp_DATA(self, arg: str) -> None:
+        self._in_data = True
+        try:
+            await super().smtp_DATA(arg)
+        finally:
+            self._in_data = False
+
+    async def push(self, status: Any) -> None:
+        text = status.decode() if isinstance(status, bytes) else str(status)
+        envelope = self.envelope
+        if self._in_data and text.startswith(self._data_refusals) and envelope is not None:
+            for _ in envelope.rcpt_tos[1:]:
+                await super().push(status)
+        await super().push(status)
+
+
+class SmtpServer(_Limits, SMTP):
+    pass
+
+
+@dataclass
+class Listener:
+    protocol: str
+    host: str
+    port: int
+
+
+def parse_listen(value: str | None) -> tuple[str, int] | None:
+    """ "host:port" (IPv6 as "[::1]:port"), or None for "off"/empty."""
+    if value is None or value.strip().lower() in ("", "off", "none", "no"):
+        return None
+    host, _, port = value.strip().rpartition(":")
+    host = host.strip("[]") or "127.0.0.1"
+    return host, int(port)
+
+
+async def serve_mail(
+    *,
+    lmtp: tuple[str, int] | None,
+    smtp: tuple[str, int] | None,
+    threads: int,
+    started: Callable[[list[Listener]], None] | None = None,
+    stop: asyncio.Event | None = None,
+    reuse_port: bool = False,
+) -> None:
+    """Run the listeners until ``stop`` is set (forever without one)."""
+    loop = asyncio.get_running_loop()
+    executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="delivery")
+    # aiosmtpd's own log says every command at INFO: far too much for a mail server.
+    logging.getLogger("mail.log").setLevel(max(logging.WARNING, logging.getLogger().getEffectiveLevel()))
+    servers: list[asyncio.base_events.Server] = []
+    listeners: list[Listener] = []
+    hostname = mail_hostname()
+    for protocol, address, cls in (("LMTP", lmtp, LmtpServer), ("SMTP", smtp, SmtpServer)):
+        if address is None:
+            continue
+        handler = DeliveryHandler(executor, protocol)
+
+        def factory(cls: type = cls, handler: DeliveryHandler = handler) -> SMTP:
+            return cls(
+                handler,
+                hostname=hostname,
+                data_size_limit=max_message_size(),  # per connection: settings may change
+                enable_SMTPUTF8=True,
+                decode_data=False,
+                ident="groupware",
+                loop=loop,
+            )
+
+        server = await loop.create_server(factory, host=address[0], port=address[1], reuse_port=reuse_port or None)
+        servers.append(server)
+        bound = server.sockets[0].getsockname()
+        listeners.append(Listener(protocol, bound[0], bound[1]))
+    if started is not None:
+        started(listeners)
+    try:
+        if stop is None:
+            await asyncio.Event().wait()
+        else:
+            await stop.wait()
+    finally:
+        for server in servers:
+            server.close()
+        for server in servers:
+            await server.wait_closed()
+        # Only threads that ran hold a connection (the pool starts them on demand).
+        started_threads = len(getattr(executor, "_threads", ())) or 0
+        if started_threads:
+            await loop.run_in_executor(None, _close_thread_connections, executor, started_threads)
+        executor.shutdown(wait=True)
+
+
+def _close_thread_connections(executor: ThreadPoolExecutor, threads: int) -> None:
+    """Close the database connection each delivery thread holds (one task per thread: the
+    barrier keeps every task on its own thread)."""
+    barrier = threading.Barrier(threads, timeout=10)
+
+    def close() -> None:
+        try:
+            barrier.wait()
+        except threading.BrokenBarrierError:
+            pass
+        connections.close_all()
+
+    for future in [executor.submit(close) for _ in range(threads)]:
+        future.result()

@@ -1,0 +1,184 @@
+"""What a script sees of a message and its envelope."""
+
+from __future__ import annotations
+
+import email.errors
+import email.header
+import email.parser
+import email.policy
+import email.utils
+from dataclasses import dataclass
+from email.message import Message
+from html.parser import HTMLParser
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    mail_from: str  # "" for the null reverse-path
+    rcpt_to: str  # the recipient this delivery is for
+    auth: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class BodyPart:
+    content_type: str  # "type/subtype", lower case
+    text: str | None  # transfer-decoded content of a leaf part (charset-decoded for text/*)
+    is_container: bool = False  # multipart/* (text: prologue+epilogue) or message/rfc822 (text: header)
+
+
+def decode_header_value(value: str) -> str:
+    """Unfold and decode RFC 2047 encoded words (RFC 5228 §2.7.2)."""
+    value = value.replace("\r\n", "").replace("\n", "")
+    if "=?" not in value:
+        return value.strip()
+    try:
+        return str(email.header.make_header(email.header.decode_header(value))).strip()
+    except (UnicodeError, LookupError, ValueError, email.errors.HeaderParseError):
+        return value.strip()
+
+
+def _unescape(value: str) -> str:
+    """Raw 8-bit header text (RFC 6532 UTF-8, else legacy Latin-1) from the parser's escapes."""
+    if value.isascii():
+        return value
+    data = value.encode("utf-8", errors="surrogateescape")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return data.decode("latin-1")
+
+
+def _part_text(part: Message) -> str | None:
+    payload = part.get_payload(decode=True)
+    if not isinstance(payload, bytes):
+        return None
+    if part.get_content_maintype() != "text":
+        return payload.decode("utf-8", errors="replace")  # RFC 5173 §5.2: no charset conversion
+    charset = part.get_content_charset() or "us-ascii"
+    try:
+        return payload.decode(charset, errors="replace")
+    except LookupError:
+        return payload.decode("utf-8", errors="replace")
+
+
+class MessageView:
+    """Headers, size and (parsed on first use) body of the message being filtered."""
+
+    def __init__(
+        self,
+        headers: list[tuple[str, str]],
+        size: int,
+        raw_body: str | None = None,
+        parts: list[BodyPart] | None = None,
+        *,
+        raw: bytes | None = None,
+    ) -> None:
+        self.headers = headers  # (name, raw value) in message order
+        self.size = size
+        self._raw = raw
+        self._raw_body = raw_body
+        self._parts = parts
+
+    @classmethod
+    def from_bytes(cls, raw: bytes) -> MessageView:
+        # Only the header is parsed now; the MIME structure waits for a body test.
+        parsed = email.parser.BytesParser(policy=email.policy.compat32).parsebytes(raw, headersonly=True)
+        headers = [(name, _unescape(str(value))) for name, value in parsed.raw_items()]
+        return cls(headers=headers, size=len(raw), raw=raw)
+
+    @property
+    def raw_body(self) -> str:
+        if self._raw_body is None:
+            raw = self._raw or b""
+            crlf, lf = raw.find(b"\r\n\r\n"), raw.find(b"\n\n")
+            if crlf >= 0 and (lf < 0 or crlf < lf):
+                body = raw[crlf + 4 :]
+            elif lf >= 0:
+                body = raw[lf + 2 :]
+            else:
+                body = b""
+            self._raw_body = body.decode("utf-8", errors="replace")
+        return self._raw_body
+
+    @property
+    def parts(self) -> list[BodyPart]:
+        if self._parts is None:
+            self._parts = _body_parts(self._raw or b"")
+        return self._parts
+
+    def raw_header_values(self, name: str) -> list[str]:
+        lowered = name.lower()
+        return [value for key, value in self.headers if key.lower() == lowered]
+
+    def header_values(self, name: str) -> list[str]:
+        return [decode_header_value(value) for value in self.raw_header_values(name)]
+
+    def has_header(self, name: str) -> bool:
+        lowered = name.lower()
+        return any(key.lower() == lowered for key, _ in self.headers)
+
+
+def _body_parts(raw: bytes) -> list[BodyPart]:
+    parsed = email.parser.BytesParser(policy=email.policy.compat32).parsebytes(raw)
+    parts: list[BodyPart] = []
+    for part in parsed.walk():
+        content_type = part.get_content_type().lower()
+        if content_type == "message/rfc822":
+            # RFC 5173 §5.2: a message/rfc822 part's own content is the embedded header ...
+            embedded = part.get_payload()
+            inner = embedded[0] if isinstance(embedded, list) and embedded else None
+            header = "".join(f"{name}: {value}\r\n" for name, value in inner.raw_items()) if inner else ""
+            parts.append(BodyPart(content_type, _unescape(header), is_container=True))
+        elif part.is_multipart():
+            # ... and a multipart's is its prologue and epilogue.
+            text = "\r\n".join(item for item in (part.preamble, part.epilogue) if item)
+            parts.append(BodyPart(content_type, _unescape(text), is_container=True))
+        else:
+            parts.append(BodyPart(content_type, _part_text(part)))
+    return parts
+
+
+def parse_addresses(value: str) -> list[str]:
+    """The addr-specs of an address header (display names and groups dropped)."""
+    result = []
+    for _name, address in email.utils.getaddresses([value.replace("\r\n", " ").replace("\n", " ")]):
+        if address:
+            result.append(address)
+    return result
+
+
+def split_address(address: str) -> tuple[str, str | None]:
+    """(localpart, domain); domain None when the address has no '@'."""
+    local, at, domain = address.rpartition("@")
+    if not at:
+        return address, None
+    return local, domain
+
+
+class _TextExtractor(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.chunks: list[str] = []
+        self.skip = 0
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in ("script", "style"):
+            self.skip += 1
+        elif tag in ("br", "p", "div", "li", "tr"):
+            self.chunks.append("\n")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in ("script", "style") and self.skip:
+            self.skip -= 1
+
+    def handle_data(self, data: str) -> None:
+        if not self.skip:
+            self.chunks.append(data)
+
+
+def html_to_text(html: str) -> str:
+    """The visible text of an HTML part (tags, scripts and styles dropped)."""
+    extractor = _TextExtractor()
+    extractor.feed(html)
+    extractor.close()
+    return "".join(extractor.chunks)

@@ -1,0 +1,297 @@
+"""deliver_message: storage, trace fields, dedup, limits, bad input, Sieve actions."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.test import override_settings
+from django.utils import timezone
+
+from accounts.models import Account
+from accounts.services import user_create
+from groupware.core import events
+from groupware.core.changes import type_state
+from groupware.mail.delivery.models import DeliveryRecord, OutboundMessage, SieveDuplicate, VacationReply
+from groupware.mail.delivery.services import deliver_message
+from groupware.mail.models import Email, Mailbox
+from groupware.mail.services.emails import email_raw
+from groupware.mail.services.mailboxes import mailbox_create
+from groupware.mail.services.vacation import vacation_response_update
+from tests.delivery.helpers import activate_script, emails_in, raw_message
+from tests.mail.factories import counts_are_exact
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def account(user) -> Account:
+    return Account.objects.get(owner=user, is_personal=True)
+
+
+def deliver(raw: bytes, *recipients: str, mail_from: str = "joe@example.net"):
+    return deliver_message(raw=raw, mail_from=mail_from, recipients=list(recipients) or ["alice@example.com"])
+
+
+def test_delivered_to_inbox_with_trace_fields_and_state_bump(account, django_capture_on_commit_callbacks):
+    heard = []
+
+    def listener(pk, states):
+        heard.append((pk, states))
+
+    events.subscribe(listener)
+    before = type_state(account, "Email")
+    try:
+        with django_capture_on_commit_callbacks(execute=True):
+            [result] = deliver(raw_message(), "alice@example.com")
+    finally:
+        events.unsubscribe(listener)
+    assert (result.code, result.status) == (250, "2.0.0") and result.email_id and not result.duplicate
+    [email] = emails_in(account, "inbox")
+    stored = email_raw(email)
+    assert stored.startswith(b"Return-Path: <joe@example.net>\r\nReceived: from ")
+    assert stored.endswith(raw_message())
+    assert email.subject == "Hello" and email.keywords == {}
+    assert type_state(account, "Email") != before
+    assert counts_are_exact(account)
+    # The change is published after the commit (push hears it).
+    assert heard and heard[-1][0] == account.pk and "Email" in heard[-1][1] and "Mailbox" in heard[-1][1]
+
+
+def test_retransmission_is_not_stored_twice(account):
+    raw = raw_message()
+    first = deliver(raw)[0]
+    second = deliver(raw)[0]
+    assert first.code == second.code == 250 and second.duplicate and not first.duplicate
+    assert Email.objects.filter(account=account).count() == 1
+    # Same Message-ID, different content: a different message.
+    assert not deliver(raw_message(body="Changed.\r\n"))[0].duplicate
+    assert Email.objects.filter(account=account).count() == 2
+
+
+def test_retransmission_after_the_window_is_stored_again(account):
+    raw = raw_message()
+    deliver(raw)
+    DeliveryRecord.objects.update(created=timezone.now() - timedelta(days=30))
+    with override_settings(MAIL_DEDUP_WINDOW=3600):
+        assert not deliver(raw)[0].duplicate
+    assert Email.objects.filter(account=account).count() == 2
+
+
+def test_recipients_answered_in_order_one_email_per_account(user, account):
+    other = user_create(email="carol@example.com", password="x" * 12)
+    addresses = ("alice@example.com", "nobody@example.com", "carol@example.com", "ALICE@example.com")
+    results = deliver(raw_message(), *addresses)
+    assert [r.code for r in results] == [250, 550, 250, 250]
+    assert results[1].status == "5.1.1"
+    assert results[0].email_id == results[3].email_id
+    assert Email.objects.filter(account=account).count() == 1
+    assert Email.objects.filter(account__owner=other).count() == 1
+
+
+def test_size_limit_552(account):
+    with override_settings(MAIL_MAX_MESSAGE_SIZE=500):
+        [result] = deliver(raw_message(body="x" * 600))
+    assert (result.code, result.status) == (552, "5.3.4")
+    assert not Email.objects.exists()
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"\x00\xff\xfe garbage with no header at all",
+        b"Subject: bare LF\nFrom: a@b.c\n\nline one\nline two\rstray CR\n",
+        b"Subject: " + b"long " * 20000 + b"\r\n\r\nbody\r\n",
+        b"X-Folded: a\r\n" + b"\t continued\r\n" * 5000 + b"\r\nbody",
+        b"",
+    ],
+    ids=["binary", "bare-lf-cr", "long-header", "many-folds", "empty"],
+)
+def test_malformed_input_is_stored_degraded_or_refused_never_a_crash(account, raw):
+    [result] = deliver(raw)
+    assert result.code in (250, 554), result
+    if result.code == 250:
+        assert Email.objects.filter(account=account).count() == 1
+        assert email_raw(Email.objects.get(account=account)).endswith(raw)
+
+
+def test_loop_refused(account):
+    hops = "".join(f"Received: from hop{i} by x; Sun, 13 Oct 2013 14:12:00 +0000\r\n" for i in range(60))
+    [result] = deliver(hops.encode() + raw_message())
+    assert (result.code, result.status) == (554, "5.4.6")
+
+
+# -- Sieve at delivery ---------------------------------------------------------------------
+
+
+def test_fileinto_and_flags(account):
+    mailbox_create(account=account, name="Lists")
+    activate_script(
+        account,
+        'require ["fileinto", "imap4flags"];\r\n'
+        'if header :contains "subject" "digest" { fileinto :flags "\\\\Seen" "Lists"; stop; }\r\n'
+        'addflag "$important";\r\n',
+    )
+    deliver(raw_message(subject="Weekly digest", message_id="<a@x>"))
+    deliver(raw_message(subject="Personal", message_id="<b@x>"))
+    [listed] = emails_in(account, "Lists")
+    assert listed.keywords == {"$seen": True}
+    [kept] = emails_in(account, "inbox")
+    assert kept.subject == "Personal" and kept.keywords == {"$important": True}
+    assert counts_are_exact(account)
+
+
+def test_fileinto_create_and_missing_mailbox(account):
+    activate_script(
+        account,
+        'require ["fileinto", "mailbox"];\r\n'
+        'if header :is "subject" "new" { fileinto :create "Projects/2026"; }\r\n'
+        'else { fileinto "Does not exist"; }\r\n',
+    )
+    deliver(raw_message(subject="new", message_id="<c@x>"))
+    deliver(raw_message(subject="other", message_id="<d@x>"))
+    parent = Mailbox.objects.get(account=account, name="Projects", parent=None)
+    child = Mailbox.objects.get(account=account, name="2026", parent=parent)
+    assert [e.subject for e in Email.objects.filter(memberships__mailbox=child)] == ["new"]
+    assert [e.subject for e in emails_in(account, "inbox")] == ["other"]
+
+
+def test_inbox_names_any_case_and_below(account):
+    activate_script(
+        account,
+        'require ["fileinto", "mailbox"];\r\n'
+        'if header :is "subject" "a" { fileinto "inbox"; } else { fileinto :create "INBOX/Receipts"; }\r\n',
+    )
+    deliver(raw_message(subject="a", message_id="<q1@x>"))
+    deliver(raw_message(subject="b", message_id="<q2@x>"))
+    inbox = Mailbox.objects.get(account=account, role="inbox")
+    child = Mailbox.objects.get(account=account, name="Receipts", parent=inbox)
+    assert [e.subject for e in emails_in(account, "inbox")] == ["a"]
+    assert [e.subject for e in Email.objects.filter(memberships__mailbox=child)] == ["b"]
+    assert not Mailbox.objects.filter(account=account, name__iexact="INBOX", parent=None).exclude(pk=inbox.pk)
+
+
+def test_discard_redirect_and_reject(account):
+    activate_script(
+        account,
+        'require ["reject"];\r\n'
+        'if header :is "subject" "spam" { discard; stop; }\r\n'
+        'if header :is "subject" "fwd" { redirect "boss@example.org"; stop; }\r\n'
+        'if header :is "subject" "no" { reject "Not wanted here."; stop; }\r\n',
+    )
+    discarded = deliver(raw_message(subject="spam", message_id="<e@x>"))[0]
+    assert discarded.code == 250 and discarded.email_id is None
+    assert not Email.objects.exists()
+    forwarded = deliver(raw_message(subject="fwd", message_id="<f@x>"))[0]
+    assert forwarded.code == 250 and not Email.objects.exists()
+    [outbound] = OutboundMessage.objects.all()
+    assert outbound.recipients == ["boss@example.org"] and outbound.mail_from == "joe@example.net"
+    assert bytes(outbound.raw).endswith(raw_message(subject="fwd", message_id="<f@x>"))
+    # The retransmitted redirect is not sent twice.
+    assert deliver(raw_message(subject="fwd", message_id="<f@x>"))[0].duplicate
+    assert OutboundMessage.objects.count() == 1
+    rejected = deliver(raw_message(subject="no", message_id="<g@x>"))[0]
+    assert (rejected.code, rejected.status) == (550, "5.7.1") and "Not wanted here." in rejected.text
+    assert not Email.objects.exists()
+
+
+def test_script_vacation_once_per_sender(account):
+    activate_script(account, 'require "vacation";\r\nvacation :days 3 :subject "Away" "Back on Monday.";\r\n')
+    deliver(raw_message(message_id="<h@x>"))
+    deliver(raw_message(message_id="<i@x>"))
+    assert Email.objects.filter(account=account).count() == 2
+    [reply] = OutboundMessage.objects.all()
+    assert reply.mail_from == "" and reply.recipients == ["joe@example.net"]
+    assert b"Subject: Away" in bytes(reply.raw) and b"Auto-Submitted: auto-replied" in bytes(reply.raw)
+    assert VacationReply.objects.filter(sender="joe@example.net").count() == 1
+
+
+def test_vacation_response_replies_within_its_dates(account):
+    now = timezone.now()
+    vacation_response_update(
+        account=account,
+        is_enabled=True,
+        from_date=now - timedelta(days=1),
+        to_date=now + timedelta(days=1),
+        subject="Out of office",
+        text_body="I am away.",
+        html_body="<p>I am <b>away</b>.</p>",
+    )
+    deliver(raw_message(message_id="<j@x>"))
+    [reply] = OutboundMessage.objects.all()
+    body = bytes(reply.raw)
+    assert b"Subject: Out of office" in body and b"text/html" in body and b"text/plain" in body
+    assert reply.recipients == ["joe@example.net"]
+    # Outside the dates: no reply (a new sender, so tracking isn't what stops it).
+    vacation_response_update(account=account, to_date=now - timedelta(hours=1), from_date=now - timedelta(days=2))
+    deliver(raw_message(message_id="<k@x>", from_="Ann <ann@example.net>"), mail_from="ann@example.net")
+    assert OutboundMessage.objects.count() == 1
+    assert Email.objects.filter(account=account).count() == 2
+
+
+def test_no_vacation_reply_to_lists_or_null_sender(account):
+    vacation_response_update(account=account, is_enabled=True, text_body="Away")
+    deliver(raw_message(message_id="<l@x>", extra="List-Id: <dev.example.net>\r\n"))
+    deliver(raw_message(message_id="<m@x>"), mail_from="")
+    assert not OutboundMessage.objects.exists()
+    assert Email.objects.filter(account=account).count() == 2
+
+
+def test_duplicate_extension_rfc7352(account):
+    # RFC 7352 §3 example: file a second copy of a Message-ID as a duplicate.
+    mailbox_create(account=account, name="Trash-dups")
+    activate_script(account, 'require ["duplicate", "fileinto"];\r\nif duplicate { fileinto "Trash-dups"; }\r\n')
+    deliver(raw_message(message_id="<dup@x>", body="one\r\n"))
+    deliver(raw_message(message_id="<dup@x>", body="two\r\n"))
+    assert [e.subject for e in emails_in(account, "inbox")] == ["Hello"]
+    assert len(emails_in(account, "Trash-dups")) == 1
+    assert SieveDuplicate.objects.count() == 1
+
+
+def test_subaddress_detail_reaches_the_script(account):
+    mailbox_create(account=account, name="lists")
+    activate_script(
+        account,
+        'require ["envelope", "subaddress", "fileinto"];\r\nif envelope :detail "to" "lists" { fileinto "lists"; }\r\n',
+    )
+    deliver(raw_message(message_id="<n@x>"), "alice+lists@example.com")
+    assert len(emails_in(account, "lists")) == 1
+
+
+def test_runtime_error_keeps_the_message(account):
+    activate_script(
+        account,
+        'require "fileinto";\r\n'
+        'redirect "a@example.org"; redirect "b@example.org"; redirect "c@example.org";\r\n'
+        'redirect "d@example.org"; redirect "e@example.org"; redirect "f@example.org";\r\n',
+    )
+    [result] = deliver(raw_message(message_id="<o@x>"))
+    assert result.code == 250
+    assert len(emails_in(account, "inbox")) == 1
+
+
+def test_vacation_from_must_be_an_own_address(account):
+    activate_script(
+        account, 'require "vacation";\r\nvacation :from "ceo@bank.example" :subject "Away" "Back soon.";\r\n'
+    )
+    deliver(raw_message(message_id="<p@x>"))
+    [reply] = OutboundMessage.objects.all()
+    assert b"ceo@bank.example" not in bytes(reply.raw)
+    assert b"From: alice@example.com" in bytes(reply.raw)
+
+
+def test_over_quota_is_answered_so_the_sender_retries_or_bounces(account):
+    # RFC 9425 limits reached at delivery: 452 4.2.2 while mail could fit once some is
+    # deleted (the sender retries), 552 5.2.2 for a message bigger than the quota itself.
+    from accounts.quotas import quota_set
+
+    first = raw_message(message_id="<q1@x>")
+    quota_set(scope="account", account=account, resource_type="octets", hard_limit=3000)
+    [stored] = deliver(first, "alice@example.com")
+    assert stored.code == 250 and len(first) < 350
+    # About 2,900 octets stored: it fits an empty quota, not beside the first message.
+    [retry] = deliver(raw_message(message_id="<q2@x>", body="x" * 2600), "alice@example.com")
+    assert (retry.code, retry.status) == (452, "4.2.2")
+    [bounce] = deliver(raw_message(message_id="<q3@x>", body="y" * 4000), "alice@example.com")
+    assert (bounce.code, bounce.status) == (552, "5.2.2")
+    assert len(emails_in(account, "inbox")) == 1

@@ -1,0 +1,251 @@
+"""`manage.py serve_mail` as its own process: smtplib to both ports, a database that is
+down (451, nothing lost), and SIGKILL of the process in the middle of a stream of
+messages (every message answered 250 is stored exactly once)."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import smtplib
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from django.db import connection
+
+from tests.delivery.helpers import raw_message
+from tests.test_runtime import ROOT, clean_env, manage
+
+PORT_LINE = re.compile(r"serve_mail: (LMTP|SMTP) listening on [\d.]+:(\d+)")
+
+
+class MailProcess:
+    """manage.py serve_mail on free loopback ports."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        self.env = env
+        self.ports: dict[str, int] = {}
+        self.lines: list[str] = []
+        self.process = subprocess.Popen(
+            [sys.executable, "manage.py", "serve_mail", "--lmtp", "127.0.0.1:0", "--smtp", "127.0.0.1:0"],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        ready = threading.Event()
+
+        def read() -> None:
+            assert self.process.stdout is not None
+            for line in self.process.stdout:
+                self.lines.append(line.rstrip())
+                match = PORT_LINE.search(line)
+                if match:
+                    self.ports[match.group(1)] = int(match.group(2))
+                    if len(self.ports) == 2:
+                        ready.set()
+
+        threading.Thread(target=read, daemon=True).start()
+        deadline = time.monotonic() + 60
+        while not ready.wait(0.2):
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError("serve_mail did not start:\n" + "\n".join(self.lines[-40:]))
+
+    def kill(self) -> None:
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(10)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+
+
+@pytest.fixture(scope="module")
+def embedded(tmp_path_factory) -> dict[str, str]:
+    """An embedded-default installation (SQLite in its own DATA_DIR) with one user."""
+    data = tmp_path_factory.mktemp("mail-data")
+    env = clean_env(DATA_DIR=str(data), FAST_PASSWORD_HASHER="true", LOG_LEVEL="WARNING")
+    manage(env, "migrate", "--noinput", "-v", "0")
+    manage(env, "create_user", "rcpt@example.com", "--password", "a long enough password")
+    return env
+
+
+def stored_message_ids(env: dict[str, str]) -> list[str]:
+    code = "from groupware.mail.models import Email; print(repr([e.message_id for e in Email.objects.all()]))"
+    output = manage(env, "shell", "-c", code).stdout.strip().splitlines()[-1]
+    return [ids[0] for ids in eval(output)]
+
+
+def test_smtplib_to_both_ports_of_the_process(embedded):
+    server = MailProcess(embedded)
+    try:
+        with smtplib.LMTP("127.0.0.1", server.ports["LMTP"]) as client:
+            client.sendmail("joe@example.net", ["rcpt@example.com"], raw_message(message_id="<p1@x>"))
+        with smtplib.SMTP("127.0.0.1", server.ports["SMTP"]) as client:
+            client.sendmail("joe@example.net", ["rcpt@example.com"], raw_message(message_id="<p2@x>"))
+            with pytest.raises(smtplib.SMTPRecipientsRefused) as refused:
+                client.sendmail("joe@example.net", ["nobody@example.com"], raw_message())
+            assert refused.value.recipients["nobody@example.com"][0] == 550
+    finally:
+        server.stop()
+    assert {"p1@x", "p2@x"} <= set(stored_message_ids(embedded))
+
+
+def test_database_down_answers_451(embedded):
+    # Port 1 on loopback refuses connections: the database is "down" for real.
+    env = {**embedded, "DATABASE_URL": "postgres://postgres@127.0.0.1:1/nothing"}
+    server = MailProcess(env)
+    try:
+        with smtplib.SMTP("127.0.0.1", server.ports["SMTP"]) as client:
+            with pytest.raises(smtplib.SMTPRecipientsRefused) as refused:
+                client.sendmail("joe@example.net", ["rcpt@example.com"], raw_message())
+        code, text = refused.value.recipients["rcpt@example.com"]
+        assert (code, text[:5]) == (451, b"4.3.0")
+    finally:
+        server.stop()
+    assert server.process.returncode is not None
+
+
+def send_with_retries(ports_of, message_ids: list[str], answered: list[str], stop_at: float) -> None:
+    """Send each message over LMTP until it is answered 250, as a sending MTA does."""
+    for message_id in message_ids:
+        while time.monotonic() < stop_at:
+            try:
+                with smtplib.LMTP("127.0.0.1", ports_of()["LMTP"], timeout=10) as client:
+                    client.sendmail("joe@example.net", ["rcpt@example.com"], raw_message(message_id=f"<{message_id}>"))
+                answered.append(message_id)
+                break
+            except (OSError, smtplib.SMTPException):
+                time.sleep(0.05)
+
+
+def test_sigkill_during_delivery_loses_and_duplicates_nothing(embedded):
+    before = stored_message_ids(embedded)
+    current = {"server": MailProcess(embedded)}
+    message_ids = [f"crash{i}@x" for i in range(60)]
+    answered: list[str] = []
+    sender = threading.Thread(
+        target=send_with_retries,
+        args=(lambda: current["server"].ports, message_ids, answered, time.monotonic() + 120),
+    )
+    sender.start()
+    kills = 0
+    try:
+        while sender.is_alive() and kills < 3:
+            time.sleep(1.0)
+            current["server"].kill()
+            kills += 1
+            current["server"] = MailProcess(embedded)
+        sender.join(120)
+    finally:
+        current["server"].stop()
+    assert kills >= 1 and answered == message_ids
+    stored = [message_id for message_id in stored_message_ids(embedded) if message_id not in before]
+    assert sorted(stored) == sorted(message_ids)  # each answered message once, none twice
+
+
+# -- The database going away between RCPT and DATA (PostgreSQL: a proxy we can cut) -------
+
+
+class TcpProxy:
+    """Forwards a loopback port to PostgreSQL until ``cut()``: then every connection drops
+    and new ones are refused, as when the database server goes away."""
+
+    def __init__(self, target: tuple[str, int]) -> None:
+        self.target = target
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.sockets: list[socket.socket] = []
+        self.open = True
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            if not self.open:
+                client.close()
+                continue
+            upstream = socket.create_connection(self.target)
+            self.sockets += [client, upstream]
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for end in (source, sink):
+                try:
+                    end.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def cut(self) -> None:
+        self.open = False
+        for sock in self.sockets:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            sock.close()
+        self.sockets.clear()
+
+    def restore(self) -> None:
+        self.open = True
+
+    def close(self) -> None:
+        self.cut()
+        self.listener.close()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_database_lost_after_rcpt_answers_451_then_the_retry_is_stored_once(user):
+    if connection.vendor != "postgresql":
+        pytest.skip("cuts a TCP connection to PostgreSQL (run with DATABASE_URL=postgres://...)")
+    settings = connection.settings_dict
+    proxy = TcpProxy((settings["HOST"] or "127.0.0.1", int(settings["PORT"] or 5432)))
+    url = f"postgres://{settings['USER']}@127.0.0.1:{proxy.port}/{settings['NAME']}"
+    env = clean_env(
+        DATA_DIR=os.environ.get("DATA_DIR", str(Path(ROOT) / "data")),
+        DATABASE_URL=url,
+        DATABASE_CONN_MAX_AGE="600",
+        LOG_LEVEL="WARNING",
+    )
+    server = MailProcess(env)
+    raw = raw_message(message_id="<cut@x>")
+    try:
+        with smtplib.LMTP("127.0.0.1", server.ports["LMTP"]) as client:
+            client.ehlo_or_helo_if_needed()
+            client.mail("joe@example.net")
+            assert client.rcpt("alice@example.com")[0] == 250
+            proxy.cut()
+            code, text = client.data(raw)
+        assert (code, text[:5]) == (451, b"4.3.0")
+        from groupware.mail.models import Email
+
+        assert not Email.objects.exists()
+        proxy.restore()
+        with smtplib.LMTP("127.0.0.1", server.ports["LMTP"]) as client:
+            assert client.sendmail("joe@example.net", ["alice@example.com"], raw) == {}
+            assert client.sendmail("joe@example.net", ["alice@example.com"], raw) == {}  # a retransmission
+        assert [email.message_id for email in Email.objects.all()] == [["cut@x"]]
+    finally:
+        server.stop()
+        proxy.close()
