@@ -289,19 +289,18 @@ class DomainForm(forms.ModelForm):
 @admin.register(Domain)
 class DomainAdmin(CreatedByServiceAdmin):
     form = DomainForm
-    list_display = ("name", "is_active", "users", "storage", "created")
+    list_display = ("name", "is_active", "users", "storage", "dkim", "created")
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Domain]:
         members = User.objects.filter(email__iendswith=Concat(Value("@"), OuterRef("name"))).order_by()
         limits = Quota.objects.filter(scope="domain", resource_type="octets", domain=OuterRef("pk"))
-        return (
-            super()
-            .get_queryset(request)
-            .annotate(
-                user_count=Subquery(members.values(n=Func(F("pk"), function="COUNT"))[:1]),
-                used_octets=quotas.domain_usage("used_octets"),
-                storage_limit=Subquery(limits.values("hard_limit")[:1]),
-            )
+        queryset = super().get_queryset(request)
+        if hasattr(Domain, "dkim_key"):  # the sending app (groupware.mail.submission) adds DKIM keys
+            queryset = queryset.select_related("dkim_key")
+        return queryset.annotate(
+            user_count=Subquery(members.values(n=Func(F("pk"), function="COUNT"))[:1]),
+            used_octets=quotas.domain_usage("used_octets"),
+            storage_limit=Subquery(limits.values("hard_limit")[:1]),
         )
 
     @admin.display(description="users", ordering="user_count")
@@ -311,6 +310,13 @@ class DomainAdmin(CreatedByServiceAdmin):
     @admin.display(description="storage", ordering="used_octets")
     def storage(self, obj: Domain) -> str:
         return usage_cell(getattr(obj, "used_octets", None), getattr(obj, "storage_limit", None), "octets")
+
+    @admin.display(description="DKIM")
+    def dkim(self, obj: Domain) -> str:
+        """Whether outgoing mail of the domain is signed: the key's selector, or "no key"
+        (the DNS record to publish is on the DKIM key's page)."""
+        key = getattr(obj, "dkim_key", None) if hasattr(Domain, "dkim_key") else None
+        return f"signing ({key.selector})" if key is not None else "no key"
 
     list_filter = ("is_active",)
     search_fields = ("name",)

@@ -211,3 +211,17 @@ def test_admin_is_for_staff_only(user):
     client.force_login(staff)  # staff, but without the model permissions
     assert client.get("/admin/accounts/quota/").status_code == 403
     assert client.post("/admin/accounts/quota/add/", {}).status_code == 403
+
+
+def test_domain_list_shows_dkim_key_status(admin_client, django_assert_max_num_queries):
+    from groupware.mail.submission.dkim_keys import dkim_key_generate
+
+    signed = services.domain_create(name="signed.example")
+    services.domain_create(name="plain.example")
+    key = dkim_key_generate(domain=signed)
+    with django_assert_max_num_queries(12):
+        response = admin_client.get("/admin/accounts/domain/")
+    text = response.content.decode()
+    rows = {row.name: row for row in response.context["cl"].result_list}
+    assert set(rows) >= {"signed.example", "plain.example"}
+    assert f"signing ({key.selector})" in text and "no key" in text
