@@ -32,13 +32,7 @@ def usage(account: Account) -> tuple[int, int]:
 
 
 class QuotaApi(MailApi):
-    def call(self, name: str, arguments: dict, account_id: str | None = None) -> list:
-        if "accountId" not in arguments:
-            arguments = {"accountId": account_id or self.account_id, **arguments}
-        return self.client.call(name, arguments, using=USING)
-
-    def request(self, calls: list) -> list:
-        return self.client.request(calls, using=USING)["methodResponses"]
+    using = USING
 
 
 @pytest.fixture

@@ -83,6 +83,9 @@ def counts_are_exact(account: Account) -> bool:
 class MailApi(CallAssertions):
     """The JMAP API with the mail capability, on one user's personal account."""
 
+    # The capabilities every request uses (subclasses for other specs add theirs).
+    using: list[str] = USING
+
     def __init__(self, client: JmapClient) -> None:
         self.client = client
         self.account_id = client.account_id
@@ -91,10 +94,10 @@ class MailApi(CallAssertions):
     def call(self, name: str, arguments: dict, account_id: str | None = None) -> list:
         if "accountId" not in arguments and "fromAccountId" not in arguments:
             arguments = {"accountId": account_id or self.account_id, **arguments}
-        return self.client.call(name, arguments, using=USING)
+        return self.client.call(name, arguments, using=self.using)
 
     def request(self, calls: list) -> list:
-        return self.client.request(calls, using=USING)["methodResponses"]
+        return self.client.request(calls, using=self.using)["methodResponses"]
 
     def mailbox_id(self, role: str = "inbox") -> str:
         return mailbox_id(mailbox(self.account, role).pk)

@@ -29,13 +29,7 @@ USING = [CORE, MAIL, SUBMISSION, MDN]
 class SendApi(MailApi):
     """The JMAP API with mail, submission and mdn."""
 
-    def call(self, name: str, arguments: dict, account_id: str | None = None) -> list:
-        if "accountId" not in arguments:
-            arguments = {"accountId": account_id or self.account_id, **arguments}
-        return self.client.call(name, arguments, using=USING)
-
-    def request(self, calls: list) -> list:
-        return self.client.request(calls, using=USING)["methodResponses"]
+    using = USING
 
     def identity_id(self, email: str | None = None) -> str:
         identities = self.ok("Identity/get", {"ids": None})["list"]
