@@ -8,6 +8,7 @@ links reports that arrive for a message this server sent to its EmailSubmission.
 from __future__ import annotations
 
 import email
+import email.parser
 import email.policy
 import re
 import secrets
@@ -258,6 +259,10 @@ def _decoded_subject(message: Message) -> str | None:
 def parse_report(raw: bytes) -> ParsedReport | None:
     """The parts of a multipart/report message, or None if it isn't one."""
     try:
+        # The header alone first: delivery asks this of every message it stores.
+        head = email.parser.BytesParser(policy=email.policy.compat32).parsebytes(raw, headersonly=True)
+        if head.get_content_type() != "multipart/report":
+            return None
         message = email.message_from_bytes(raw, policy=email.policy.compat32)
     except Exception:  # the stdlib parser is lenient; anything else is simply not a report
         return None
