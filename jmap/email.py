@@ -525,23 +525,33 @@ def checked_keyword_count(keywords: dict[str, bool]) -> dict[str, bool]:
     return keywords
 
 
+_SERVICE_ERRORS = (MailboxesInvalid, InvalidKeywords, MessageTooLarge, InvalidMessage, BlobNotFound, OverQuota)
+
+
+def service_set_error(error: Exception) -> SetError:
+    """The SetError for a mail service's refusal (one of ``_SERVICE_ERRORS``)."""
+    if isinstance(error, MailboxesInvalid):
+        return invalid_properties(["mailboxIds"], str(error))
+    if isinstance(error, InvalidKeywords):
+        return invalid_properties(["keywords"], str(error))
+    if isinstance(error, MessageTooLarge):
+        return SetError("tooLarge", str(error), maxSize=error.max_size)
+    if isinstance(error, InvalidMessage):
+        return SetError("invalidEmail", str(error))
+    if isinstance(error, BlobNotFound):
+        return SetError("blobNotFound", "the message blob is gone", notFound=[str(error.blob_id)])
+    if isinstance(error, OverQuota):
+        return SetError("overQuota", str(error))  # RFC 8620 §5.3, RFC 9425
+    raise error
+
+
 @contextmanager
 def _service_errors() -> Iterator[None]:
     """Map the mail services' refusals to SetErrors."""
     try:
         yield
-    except MailboxesInvalid as error:
-        raise invalid_properties(["mailboxIds"], str(error)) from None
-    except InvalidKeywords as error:
-        raise invalid_properties(["keywords"], str(error)) from None
-    except MessageTooLarge as error:
-        raise SetError("tooLarge", str(error), maxSize=error.max_size) from None
-    except InvalidMessage as error:
-        raise SetError("invalidEmail", str(error)) from None
-    except BlobNotFound as error:
-        raise SetError("blobNotFound", "the message blob is gone", notFound=[str(error.blob_id)]) from None
-    except OverQuota as error:
-        raise SetError("overQuota", str(error)) from None  # RFC 8620 §5.3, RFC 9425
+    except _SERVICE_ERRORS as error:
+        raise service_set_error(error) from None
 
 
 EMAIL = EmailType()
@@ -719,11 +729,7 @@ def email_import(call: CallContext, arguments: dict[str, Any]) -> dict[str, Any]
         results = email_services.emails_import(account=account, items=list(items.values()), user=call.user)
         for cid, result in zip(items, results, strict=True):
             if isinstance(result, Exception):
-                try:
-                    with _service_errors():
-                        raise result
-                except SetError as error:
-                    not_created[cid] = error.as_dict()
+                not_created[cid] = service_set_error(result).as_dict()
                 continue
             object_id = email_id_of(result.pk)
             call.add_created_id(cid, object_id)

@@ -29,9 +29,9 @@ from __future__ import annotations
 
 import itertools
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import NamedTuple, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from django.db.models import Count, F, Sum
 
@@ -58,6 +58,12 @@ COUNT_PROPERTIES = ("totalEmails", "unreadEmails", "totalThreads", "unreadThread
 _CHUNK = 5000
 
 T = TypeVar("T")
+
+
+def is_unread(keywords: Mapping[str, Any]) -> bool:
+    """Whether an Email with these keywords counts as unread (RFC 8621 §2: neither $seen
+    nor $draft); stored as ``Email.is_unread``."""
+    return "$seen" not in keywords and "$draft" not in keywords
 
 
 def mailbox_id(pk: int) -> str:
@@ -275,7 +281,9 @@ def email_destroy_orphans(account: Account, email_ids: Iterable[int]) -> list[in
             return []
         pks = [pk for pk, _, _ in rows]
         # Quota usage (accounts.quotas): the destroyed messages stop counting.
-        freed = sum(sum(Email.objects.filter(pk__in=chunk).values_list("size", flat=True)) for chunk in in_chunks(pks))
+        freed = sum(
+            Email.objects.filter(pk__in=chunk).aggregate(total=Sum("size"))["total"] or 0 for chunk in in_chunks(pks)
+        )
         quota_charge(changes=changes, octets=-freed, count=-len(pks))
         thread_ids = {thread for _, thread, _ in rows}
         before = thread_snapshot(account.pk, thread_ids)

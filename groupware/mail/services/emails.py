@@ -50,6 +50,7 @@ from groupware.mail.services.counts import (
     EMAIL_TYPE,
     email_destroy_orphans,
     email_id,
+    is_unread,
     mailbox_counts_apply,
     thread_snapshot,
 )
@@ -140,11 +141,6 @@ def keywords_normalize(keywords: Mapping[str, Any] | Iterable[str] | None) -> di
     if bad:
         raise InvalidKeywords(bad)
     return dict(sorted(result.items()))
-
-
-def is_unread(keywords: Mapping[str, Any]) -> bool:
-    # RFC 8621 §2: unreadEmails counts Emails with neither $seen nor $draft.
-    return "$seen" not in keywords and "$draft" not in keywords
 
 
 # -- Parsing once ---------------------------------------------------------------------------

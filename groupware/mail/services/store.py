@@ -27,6 +27,7 @@ from groupware.mail.services.counts import (
     Snapshot,
     email_id,
     in_chunks,
+    is_unread,
     mailbox_counts_apply,
     thread_id,
     thread_snapshot,
@@ -50,11 +51,6 @@ class NewEmail:
     def threading_ids(self) -> list[str]:
         columns = self.columns
         return threads.threading_ids(columns["message_id"], columns["in_reply_to"], columns["references"])
-
-
-def _is_unread(keywords: dict[str, bool]) -> bool:
-    # RFC 8621 §2: unreadEmails counts Emails with neither $seen nor $draft.
-    return "$seen" not in keywords and "$draft" not in keywords
 
 
 def emails_insert(*, account: Account, changes: ChangeSet, items: Sequence[NewEmail]) -> list[Email]:
@@ -140,7 +136,7 @@ def _write(
                 size=item.size,
                 received_at=item.received_at,
                 keywords=item.keywords,
-                is_unread=_is_unread(item.keywords),
+                is_unread=is_unread(item.keywords),
                 **item.columns,
             )
             for item, key in zip(items, plan, strict=True)

@@ -44,7 +44,6 @@ __all__ = [
     "email_id",
     "thread_for_message",
     "thread_id",
-    "thread_index",
     "threading_ids",
     "threads_candidates",
     "threads_merge",
@@ -119,7 +118,7 @@ def threads_candidates(*, account: Account, message_ids: list[str], subject_key:
 def thread_for_message(*, account: Account, changes: ChangeSet, candidates: list[int]) -> tuple[Thread, list[int]]:
     """The Thread a new message joins, given the ``threads_candidates`` it matches
     (created if there is none), and the pks of the Threads merged into it. The index
-    rows of the message are written by the caller (``thread_index``) once it is stored."""
+    rows of the message are written by the caller (``store.emails_insert``) once it is stored."""
     if not candidates:
         thread = Thread.objects.create(account=account)
         changes.record(THREAD_TYPE, thread_id(thread.pk), Change.CREATED)
@@ -141,24 +140,6 @@ def thread_for_message(*, account: Account, changes: ChangeSet, candidates: list
     thread = Thread.objects.get(pk=keep)
     threads_merge(account=account, changes=changes, target=thread, sources=merged)
     return thread, merged
-
-
-def thread_index(*, account: Account, thread: Thread, message_ids: list[str], subject_key: str) -> None:
-    """Remember that these message ids (with this base subject) belong to the Thread."""
-    if not message_ids:
-        return
-    known = set(
-        MessageIdIndex.objects.filter(
-            account_id=account.pk, thread_id=thread.pk, base_subject=subject_key, message_id__in=message_ids
-        ).values_list("message_id", flat=True)
-    )
-    MessageIdIndex.objects.bulk_create(
-        [
-            MessageIdIndex(account=account, message_id=value, thread=thread, base_subject=subject_key)
-            for value in message_ids
-            if value not in known
-        ]
-    )
 
 
 def threads_merge(*, account: Account, changes: ChangeSet, target: Thread, sources: list[int]) -> list[tuple[int, int]]:
