@@ -455,7 +455,7 @@ class EmailType(ModelDataType):
         others = sorted(name for name in values if name not in (_SOURCE, "mailboxIds", "keywords", "receivedAt"))
         if others:
             raise invalid_properties(others, "only mailboxIds, keywords and receivedAt may be set on copy")
-        mailbox_pks = resolve_mailboxes(ctx, values["mailboxIds"])
+        mailbox_pks = resolve_mailboxes(ctx.call, values["mailboxIds"])
         keywords = checked_keyword_count(values["keywords"])
         with _service_errors():
             copy = email_services.email_copy(
@@ -469,7 +469,7 @@ class EmailType(ModelDataType):
         return copy, created_extra(copy)
 
     def update(self, ctx: SetContext, record: Email, values: dict[str, Any]) -> dict[str, Any] | None:
-        mailbox_pks = resolve_mailboxes(ctx, values["mailboxIds"]) if "mailboxIds" in values else None
+        mailbox_pks = resolve_mailboxes(ctx.call, values["mailboxIds"]) if "mailboxIds" in values else None
         keywords = checked_keyword_count(values["keywords"]) if "keywords" in values else None
         with _service_errors():
             email_services.email_update(email=record, keywords=keywords, mailbox_ids=mailbox_pks)
@@ -498,9 +498,8 @@ def created_extra(email: Email) -> dict[str, Any]:
     return {"blobId": blob_id(email.blob_id), "threadId": thread_id(email.thread_id), "size": email.size}
 
 
-def resolve_mailboxes(ctx: SetContext | CallContext, value: Mapping[str, Any]) -> list[int]:
+def resolve_mailboxes(call: CallContext, value: Mapping[str, Any]) -> list[int]:
     """Mailbox pks for a mailboxIds value ("#creationId" keys allowed, RFC 8620 §5.3)."""
-    call = ctx.call if isinstance(ctx, SetContext) else ctx
     pks: list[int] = []
     bad: list[str] = []
     for key in value:
@@ -637,7 +636,7 @@ def email_create(ctx: SetContext, values: dict[str, Any]) -> Email:
                 problems.append((name, error.description or name))
     if problems:
         raise invalid_properties([name for name, _ in problems], "; ".join(text for _, text in problems))
-    mailbox_pks = resolve_mailboxes(ctx, meta["mailboxIds"])
+    mailbox_pks = resolve_mailboxes(ctx.call, meta["mailboxIds"])
     keywords = checked_keyword_count(meta.get("keywords", {}))
     content = {name: value for name, value in values.items() if name not in ("mailboxIds", "keywords", "receivedAt")}
 

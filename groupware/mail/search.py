@@ -492,6 +492,30 @@ def _chunks(items: Sequence[int]) -> Iterator[list[int]]:
         yield list(items[start : start + _CHUNK])
 
 
+def search_index_move(pairs: Sequence[tuple[int, int]]) -> None:
+    """Re-key index rows (old Email pk, new Email pk): what an Email re-inserted under a
+    new id (a Thread merge) had indexed moves with it, without tokenizing it again."""
+    columns = ", ".join(COLUMNS.values())
+    with _writing(), connection.cursor() as cursor:
+        for start in range(0, len(pairs), _WRITE_CHUNK):
+            chunk = pairs[start : start + _WRITE_CHUNK]
+            if connection.vendor == "postgresql":
+                cursor.execute(
+                    f"UPDATE {TABLE} AS s SET email_id = v.new FROM (VALUES "  # noqa: S608
+                    + ", ".join(["(%s::bigint, %s::bigint)"] * len(chunk))
+                    + ") AS v(old, new) WHERE s.email_id = v.old",
+                    [pk for pair in chunk for pk in pair],
+                )
+            else:
+                for old, new in chunk:
+                    cursor.execute(
+                        f"INSERT INTO {TABLE} (rowid, {columns}) SELECT %s, {columns} FROM {TABLE} WHERE rowid = %s",  # noqa: S608
+                        [new, old],
+                    )
+                keys = [old for old, _ in chunk]
+                cursor.execute(f"DELETE FROM {TABLE} WHERE rowid IN ({', '.join(['%s'] * len(keys))})", keys)  # noqa: S608
+
+
 def search_index_remove(*, email_ids: list[int]) -> None:
     """Drop emails (pks) from the index."""
     key = _key_column()

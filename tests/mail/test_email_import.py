@@ -355,6 +355,10 @@ def test_import_batch_merges_threads_linked_by_a_later_message(mail):
     emails = mail.ok("Thread/get", {"ids": [merged]})["list"][0]["emailIds"]
     assert len(emails) == 4
     assert counts_are_exact(mail.account)
+    # The moved Email's search row went with it to its new id: found under that, not the old.
+    found = mail.ok("Email/query", {"filter": {"subject": "merge"}})["ids"]
+    assert sorted(found) == sorted(emails)
+    assert first["id"] in found and second["id"] not in found
 
 
 def test_import_batch_refuses_items_one_by_one(mail):

@@ -25,7 +25,7 @@ from django.db.models import Count
 from accounts.models import Account
 from groupware.core.changes import Change, ChangeSet
 from groupware.mail.models import Email, EmailMailbox, MessageIdIndex, Thread
-from groupware.mail.search import search_index_add, search_index_remove
+from groupware.mail.search import search_index_move
 from groupware.mail.services.counts import (
     EMAIL_ID_PREFIX,
     EMAIL_TYPE,
@@ -150,8 +150,6 @@ def threads_merge(*, account: Account, changes: ChangeSet, target: Thread, sourc
     destroyed. Returns (old pk, new pk) pairs. Mailbox counts are the caller's: it
     snapshots the Threads before and after.
     """
-    from groupware.mail.services import emails  # (it imports this module)
-
     moved: list[tuple[int, int]] = []
     fields = [field for field in Email._meta.concrete_fields if not field.primary_key]
     old_emails = list(Email.objects.filter(account_id=account.pk, thread_id__in=sources).order_by("received_at", "pk"))
@@ -163,10 +161,9 @@ def threads_merge(*, account: Account, changes: ChangeSet, target: Thread, sourc
         moved.append((old.pk, new.pk))
         changes.record(EMAIL_TYPE, email_id(old.pk), Change.DESTROYED)
         changes.record(EMAIL_TYPE, email_id(new.pk), Change.CREATED)
-        # The search index is keyed by Email: drop the old key, index the new one.
-        search_index_add(email=new, fields=emails.email_search_fields(new))
     if moved:
-        search_index_remove(email_ids=[old for old, _ in moved])
+        # The search index is keyed by Email: its rows move to the new ids.
+        search_index_move(moved)
         Email.objects.filter(pk__in=[old for old, _ in moved]).delete()
     # Index rows move too; a (message id, subject) pair the target already has is dropped.
     existing = set(MessageIdIndex.objects.filter(thread_id=target.pk).values_list("message_id", "base_subject"))
