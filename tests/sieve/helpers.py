@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from groupware.mail.sieve import Envelope, Environment, MessageView, Outcome, evaluate, parse
+import pytest
+
+from groupware.mail.sieve import Envelope, Environment, MessageView, Outcome, SieveParseError, evaluate, parse
 
 DEFAULT_HEADERS = (
     "From: Coyote <coyote@desert.example.org>\r\n"
@@ -38,3 +40,9 @@ def actions(script: str, raw: bytes | None = None, **kwargs) -> list:
     outcome = run(script, raw, **kwargs)
     assert outcome.errors == [], outcome.errors
     return outcome.actions
+
+
+def parse_error(script: str) -> SieveParseError:
+    with pytest.raises(SieveParseError) as info:
+        parse(script)
+    return info.value

@@ -7,11 +7,7 @@ import pytest
 from groupware.mail.sieve import SUPPORTED_EXTENSIONS, Limits, SieveParseError, parse
 from groupware.mail.sieve.lexer import tokenize
 
-
-def error(script: str) -> SieveParseError:
-    with pytest.raises(SieveParseError) as info:
-        parse(script)
-    return info.value
+from .helpers import parse_error
 
 
 def test_tokens_cover_numbers_with_quantifiers_tags_and_specials():
@@ -44,7 +40,7 @@ def test_identifiers_are_case_insensitive():
 
 
 def test_error_reports_line_and_column():
-    err = error('keep;\nif true {\n  fileinto "x";\n}\n')
+    err = parse_error('keep;\nif true {\n  fileinto "x";\n}\n')
     assert (err.line, err.column) == (3, 3)
     assert "fileinto" in err.message and "requires extension" in err.message
     assert str(err).startswith("line 3, column 3: ")
@@ -88,7 +84,7 @@ def test_error_reports_line_and_column():
     ],
 )
 def test_invalid_scripts(script, message):
-    assert message in error(script).message
+    assert message in parse_error(script).message
 
 
 def test_require_of_each_supported_extension_parses():
@@ -126,7 +122,8 @@ def test_encoded_character_leaves_malformed_sequences_and_needs_require():
     assert script.commands[1].tests[0].positional[1] == ["${hex:zz}", "${unicode:}"]
     plain = parse('if header :is "x" "${hex:24}" { }')
     assert plain.commands[0].tests[0].positional[1] == ["${hex:24}"]
-    assert "invalid unicode" in error('require "encoded-character"; if header :is "x" "${unicode:D800}" { }').message
+    script = 'require "encoded-character"; if header :is "x" "${unicode:D800}" { }'
+    assert "invalid unicode" in parse_error(script).message
 
 
 def test_multiline_utf8_and_unicode_hex():

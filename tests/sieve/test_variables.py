@@ -44,32 +44,28 @@ if anyof (true, address :domain :matches "To" "*.com") {
 """
 
 
-def with_headers(lines: str) -> bytes:
-    return message(lines)
-
-
 def test_match_variables_list_id():
     # "*<*@*": ${1} = "Sieve discussion ", ${2} = "sieve", ${3} = "ietf.org>"
-    raw = with_headers("List-ID: Sieve discussion <sieve@ietf.org>\r\nSubject: x\r\n")
+    raw = message("List-ID: Sieve discussion <sieve@ietf.org>\r\nSubject: x\r\n")
     assert actions(MATCH_EXAMPLE, raw) == [FileInto("INBOX.lists.sieve")]
 
 
 def test_match_variables_shortest_wildcard():
-    raw = with_headers("Subject: [acme-users] [fwd] version 1.0 is out\r\n")
+    raw = message("Subject: [acme-users] [fwd] version 1.0 is out\r\n")
     assert actions(MATCH_EXAMPLE, raw) == [FileInto("INBOX.lists.acme-users")]
     script = 'require ["variables", "reject"]; if header :matches "Subject" "[*] *" { reject "${2}"; }'
     assert actions(script, raw) == [Reject("[fwd] version 1.0 is out")]
 
 
 def test_match_variables_address_double_star():
-    raw = with_headers("To: coyote@ACME.Example.COM\r\nSubject: hi\r\n")
+    raw = message("To: coyote@ACME.Example.COM\r\nSubject: hi\r\n")
     assert actions(MATCH_EXAMPLE, raw) == [FileInto("INBOX.business.ACME.Example")]
     script = 'require ["variables", "reject"]; if address :matches "To" "coyote@**.com" { reject "${0}|${1}|${2}"; }'
     assert actions(script, raw) == [Reject("coyote@ACME.Example.COM||ACME.Example")]
 
 
 def test_match_variables_unset_when_no_match():
-    raw = with_headers("To: someone@example.org\r\nSubject: plain\r\n")
+    raw = message("To: someone@example.org\r\nSubject: plain\r\n")
     assert actions(MATCH_EXAMPLE, raw) == [FileInto("INBOX.unknown")]
 
 
@@ -78,7 +74,7 @@ def test_failed_match_keeps_previous_match_variables():
     if header :matches "Subject" "* *" { }
     if header :matches "Subject" "nomatch*" { }
     reject "${1}/${2}";"""
-    raw = with_headers("Subject: hello world\r\n")
+    raw = message("Subject: hello world\r\n")
     assert actions(script, raw) == [Reject("hello/world")]
 
 
@@ -140,8 +136,8 @@ def test_quotewildcard_makes_matches_literal():
     script = r"""require ["variables", "reject"];
 set :quotewildcard "pattern" "a*b";
 if header :matches "Subject" "${pattern}" { reject "literal"; }"""
-    assert actions(script, with_headers("Subject: a*b\r\n")) == [Reject("literal")]
-    assert actions(script, with_headers("Subject: axxb\r\n")) == [Keep()]
+    assert actions(script, message("Subject: a*b\r\n")) == [Reject("literal")]
+    assert actions(script, message("Subject: axxb\r\n")) == [Keep()]
 
 
 def test_string_test():

@@ -109,7 +109,3 @@ class Outcome:
     implicit_keep: bool = True
     errors: list[str] = field(default_factory=list)
     duplicate_marks: list[DuplicateMark] = field(default_factory=list)
-
-    @property
-    def failed(self) -> bool:
-        return bool(self.errors)

@@ -5,12 +5,14 @@ from __future__ import annotations
 import hashlib
 from datetime import datetime
 
+from groupware.mail.mime import html_to_text
+
 from .actions import DuplicateMark, Environment, Limits
 from .dates import date_part, parse_date_header, parse_zone
 from .errors import SieveRuntimeError
 from .grammar import Test
 from .match import Matcher
-from .message import Envelope, MessageView, html_to_text, parse_addresses, split_address
+from .message import Envelope, MessageView, parse_addresses, split_address
 from .variables import Variables
 
 

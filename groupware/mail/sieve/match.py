@@ -13,6 +13,7 @@ from .errors import SieveRuntimeError
 
 ASCII_LOWER = {code: code + 32 for code in range(ord("A"), ord("Z") + 1)}
 MAX_REGEX_LENGTH = 4096
+MATCH_TYPES = (":is", ":contains", ":matches", ":regex", ":count", ":value")
 
 
 def ascii_fold(value: str) -> str:
@@ -221,7 +222,7 @@ class Matcher:
     def from_tags(cls, tags: dict[str, object], regex_timeout: float, deadline: float | None = None) -> Matcher:
         matcher = cls(regex_timeout=regex_timeout, deadline=deadline)
         matcher.comparator = str(tags.get(":comparator", "i;ascii-casemap"))
-        for tag in (":is", ":contains", ":matches", ":regex", ":count", ":value"):
+        for tag in MATCH_TYPES:
             if tag in tags:
                 matcher.match_type = tag
                 if tag in (":count", ":value"):

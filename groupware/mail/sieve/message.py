@@ -9,7 +9,6 @@ import email.policy
 import email.utils
 from dataclasses import dataclass
 from email.message import Message
-from html.parser import HTMLParser
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,32 +152,3 @@ def split_address(address: str) -> tuple[str, str | None]:
     if not at:
         return address, None
     return local, domain
-
-
-class _TextExtractor(HTMLParser):
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.chunks: list[str] = []
-        self.skip = 0
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag in ("script", "style"):
-            self.skip += 1
-        elif tag in ("br", "p", "div", "li", "tr"):
-            self.chunks.append("\n")
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag in ("script", "style") and self.skip:
-            self.skip -= 1
-
-    def handle_data(self, data: str) -> None:
-        if not self.skip:
-            self.chunks.append(data)
-
-
-def html_to_text(html: str) -> str:
-    """The visible text of an HTML part (tags, scripts and styles dropped)."""
-    extractor = _TextExtractor()
-    extractor.feed(html)
-    extractor.close()
-    return "".join(extractor.chunks)

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from .dates import DATE_PARTS
 from .errors import SieveParseError
 from .grammar import Argument, Command, Number, StringList, Tag, Test
-from .match import compile_regex
+from .match import RELATIONS, compile_regex
 from .variables import decode_encoded_characters, is_variable_name
 
 SUPPORTED_EXTENSIONS: tuple[str, ...] = (
@@ -37,8 +37,6 @@ SUPPORTED_EXTENSIONS: tuple[str, ...] = (
 )
 
 COMPARATORS = {"i;octet": None, "i;ascii-casemap": None, "i;ascii-numeric": "comparator-i;ascii-numeric"}
-RELATIONS = frozenset({"gt", "ge", "lt", "le", "eq", "ne"})
-MATCH_TYPES = (":is", ":contains", ":matches", ":regex", ":count", ":value")
 ZONE_RE = re.compile(r"^[+-]\d{4}$")
 
 
