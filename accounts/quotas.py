@@ -150,6 +150,19 @@ def accounts_in_scope(quota: Quota) -> QuerySet[Account]:
 # -- Enforcement --------------------------------------------------------------------------
 
 
+def _applicable(account: Account, resource_type: str | None = None) -> list[Quota]:
+    """``quotas_of(account)`` as a list (of one resource type if given). On the hot paths
+    (every upload, every stored message): when no quota of the type exists at all, one
+    trivial query skips building and running the usage query."""
+    quotas = Quota.objects.all() if resource_type is None else Quota.objects.filter(resource_type=resource_type)
+    if not quotas.exists():
+        return []
+    applicable = quotas_of(account).select_related("domain")
+    if resource_type is not None:
+        applicable = applicable.filter(resource_type=resource_type)
+    return list(applicable)
+
+
 def _check(quotas: Iterable[Quota], *, octets: int, count: int, pending_octets: int, pending_count: int) -> None:
     for quota in quotas:
         wanted, pending = (octets, pending_octets) if quota.resource_type == OCTETS else (count, pending_count)
@@ -172,7 +185,7 @@ def quota_charge(*, changes: ChangeSet, octets: int, count: int) -> None:
     if quotas is None:
         # Loaded once per transaction. ``used`` as loaded excludes this transaction's own
         # usage (it is written at commit), which the checks add from the ChangeSet.
-        quotas = list(quotas_of(changes.account).select_related("domain"))
+        quotas = _applicable(changes.account)
         changes.memo["quotas"] = quotas
     if octets > 0 or count > 0:
         _check(
@@ -207,18 +220,18 @@ def quota_check(*, account: Account, octets: int, count: int = 1) -> None:
     references them) and delivery before it accepts a message. Not a reservation: the
     write itself charges (and checks again) through ``quota_charge``.
     """
-    _check(quotas_of(account), octets=octets, count=count, pending_octets=0, pending_count=0)
+    _check(_applicable(account), octets=octets, count=count, pending_octets=0, pending_count=0)
 
 
 def quota_room(*, account: Account) -> int | None:
     """The octets the account may still store (None: no octets quota applies)."""
-    rooms = [quota.hard_limit - quota.used for quota in quotas_of(account) if quota.resource_type == OCTETS]
+    rooms = [quota.hard_limit - quota.used for quota in _applicable(account, OCTETS)]
     return max(min(rooms), 0) if rooms else None
 
 
 def over_quota_for(*, account: Account, octets: int) -> OverQuota:
     """The OverQuota error for data of this size that did not fit (for upload limits)."""
-    quotas = [quota for quota in quotas_of(account) if quota.resource_type == OCTETS]
+    quotas = _applicable(account, OCTETS)
     tightest = min(quotas, key=lambda quota: quota.hard_limit - quota.used)
     return OverQuota(tightest, tightest.used, octets)
 
