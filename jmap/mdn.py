@@ -12,7 +12,13 @@ from groupware.mail.models import Email, MessageIdIndex
 from groupware.mail.services.counts import EMAIL_ID_PREFIX
 from groupware.mail.services.emails import email_raw, mail_blob_read
 from groupware.mail.submission import services
-from groupware.mail.submission.addresses import address_valid, has_control, identity_allows, sender_addresses
+from groupware.mail.submission.addresses import (
+    SenderAddresses,
+    address_valid,
+    has_control,
+    identity_allows,
+    sender_addresses,
+)
 from groupware.mail.submission.identities import IDENTITY_ID_PREFIX
 from groupware.mail.submission.models import Identity
 from groupware.mail.submission.reports import (
@@ -118,7 +124,9 @@ def _default_text(email: Email, final_recipient: str, kind: str) -> str:
     )
 
 
-def _send_one(call: CallContext, account: Any, identity: Identity, values: dict[str, Any], patches: dict) -> dict:
+def _send_one(
+    call: CallContext, account: Any, identity: Identity, owned: SenderAddresses, values: dict[str, Any], patches: dict
+) -> dict:
     values = _checked_mdn(values)
     email_pk = decode(EMAIL_ID_PREFIX, values["forEmailId"])
     email = Email.objects.filter(account_id=account.pk, pk=email_pk).first() if email_pk is not None else None
@@ -132,7 +140,6 @@ def _send_one(call: CallContext, account: Any, identity: Identity, values: dict[
         raise SetError("mdnAlreadySent", "$mdnsent keyword is already present")
     if not _sets_mdnsent(patches.get(values["forEmailId"])):
         raise invalid_properties(["forEmailId"], "onSuccessUpdateEmail must set the $mdnsent keyword on this Email")
-    owned = sender_addresses(call.user)
     if values.get("finalRecipient"):
         final_address = values["finalRecipient"].split(";", 1)[-1].strip()
         if not address_valid(final_address) or not identity_allows(identity.email, final_address):
@@ -209,9 +216,10 @@ def mdn_send(call: CallContext, arguments: dict[str, Any]) -> dict[str, Any]:
     sent: dict[str, Any] = {}
     not_sent: dict[str, Any] = {}
     done_emails: list[str] = []
+    owned = sender_addresses(call.user)  # once per call, not per MDN
     for cid, values in parsed["send"].items():
         try:
-            sent[cid] = _send_one(call, account, identity, values, patches)
+            sent[cid] = _send_one(call, account, identity, owned, values, patches)
             done_emails.append(values["forEmailId"])
         except SetError as error:
             not_sent[cid] = error.as_dict()

@@ -91,6 +91,14 @@ def sending_allowed(*, user: User, recipients: int) -> None:
         )
 
 
+def _outgoing(raw: bytes, *, from_address: str) -> bytes:
+    """The message as it leaves (outgoing_message), its refusals as SubmissionErrors."""
+    try:
+        return outgoing_message(raw, from_address=from_address, max_size=settings.SUBMISSION_MAX_MESSAGE_SIZE)
+    except OutgoingError as error:
+        raise SubmissionError(error.kind, error.description, **error.extra) from None
+
+
 # -- Envelope -----------------------------------------------------------------------------
 
 
@@ -241,29 +249,14 @@ def email_submission_create(
     message_id = f"<{message_ids[0]}>" if message_ids else new_message_id()
     if not message_ids:
         raw = f"Message-ID: {message_id}\r\n".encode() + raw
-    try:
-        outgoing = outgoing_message(raw, from_address=from_address, max_size=max_size)
-    except OutgoingError as error:
-        raise SubmissionError(error.kind, error.description, **error.extra) from None
+    outgoing = _outgoing(raw, from_address=from_address)
 
     with account_changes(account.pk) as changes:
-        stored = blob_store(account=account, stream_or_bytes=outgoing, type="message/rfc822", max_size=len(outgoing))
-        blob_pin(account, blob_id(stored.blob_id))
-        outbound = OutboundMessage.objects.create(
-            account=account,
-            user=user,
-            blob_id=stored.blob_id,
-            mail_from=mail_from,
-            mail_parameters=mail_parameters,
-            message_id=message_id,
-            send_at=send_at,
-        )
-        OutboundRecipient.objects.bulk_create(
-            [
-                OutboundRecipient(message=outbound, address=address, parameters=parameters, next_attempt=send_at)
-                for address, parameters in recipients
-            ]
-        )
+        # RCPT TO parameters are refused by _checked_envelope: the recipients' are all empty.
+        outbound = outbound_queue(
+            account=account, user=user, raw=outgoing, mail_from=mail_from, mail_parameters=mail_parameters,
+            recipients=[address for address, _ in recipients], message_id=message_id, send_at=send_at,
+        )  # fmt: skip
         initial = {"smtpReply": "250 2.0.0 Queued", "delivered": "queued", "displayed": "unknown"}
         submission = EmailSubmission.objects.create(
             account=account,
@@ -281,7 +274,6 @@ def email_submission_create(
             outbound=outbound,
         )
         changes.record(SUBMISSION_TYPE, submission_id(submission.pk), Change.CREATED)
-        relay_start(outbound.pk, send_at)
     return submission
 
 
@@ -335,14 +327,10 @@ def mdn_queue(
     may_send, _, _ = sending_limits(user)
     if not may_send or not user.is_active:
         raise SubmissionError("forbidden", "Sending is disabled for this user.")
-    max_size = settings.SUBMISSION_MAX_MESSAGE_SIZE
-    try:
-        outgoing = outgoing_message(raw, from_address=from_address, max_size=max_size)
-    except OutgoingError as error:
-        raise SubmissionError(error.kind, error.description, **error.extra) from None
     return outbound_queue(
-        account=account, user=user, raw=outgoing, mail_from="", recipients=[to], message_id=message_id, is_report=True
-    )
+        account=account, user=user, raw=_outgoing(raw, from_address=from_address), mail_from="", recipients=[to],
+        message_id=message_id, is_report=True,
+    )  # fmt: skip
 
 
 def outbound_queue(
@@ -354,20 +342,22 @@ def outbound_queue(
     user: User | None = None,
     message_id: str = "",
     is_report: bool = False,
+    mail_parameters: dict[str, Any] | None = None,
+    send_at: datetime | None = None,
 ) -> OutboundMessage:
     """Queue a message the server sends itself, sent as it is (MDNs; Sieve vacation replies
     and redirects from delivery): stored as a blob and relayed like a submission, local
     recipients through delivery, remote ones through the smarthost or MX."""
-    now = timezone.now()
+    send_at = send_at or timezone.now()
     with account_changes(account.pk):
         stored = blob_store(account=account, stream_or_bytes=raw, type="message/rfc822", max_size=len(raw))
         blob_pin(account, blob_id(stored.blob_id))
         outbound = OutboundMessage.objects.create(
-            account=account, user=user, blob_id=stored.blob_id, mail_from=mail_from, message_id=message_id,
-            send_at=now, is_report=is_report,
+            account=account, user=user, blob_id=stored.blob_id, mail_from=mail_from,
+            mail_parameters=mail_parameters or {}, message_id=message_id, send_at=send_at, is_report=is_report,
         )  # fmt: skip
         OutboundRecipient.objects.bulk_create(
-            [OutboundRecipient(message=outbound, address=address, next_attempt=now) for address in recipients]
+            [OutboundRecipient(message=outbound, address=address, next_attempt=send_at) for address in recipients]
         )
-        relay_start(outbound.pk, now)
+        relay_start(outbound.pk, send_at)
     return outbound
