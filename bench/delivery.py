@@ -18,33 +18,20 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
-import secrets
 import signal
 import smtplib
 import subprocess
-import sys
 import tempfile
 import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
+from bench.common import PYTHON, ROOT, bench_json, default_database, percentile, recreate_database, server_environment
 from bench.mailcorpus import MailCorpus
 
-ROOT = Path(__file__).resolve().parent.parent
-PYTHON = sys.executable
 PORT_LINE = re.compile(r"serve_mail: LMTP listening on [\d.]+:(\d+)")
-
-
-def default_database() -> str:
-    url = os.environ.get("DATABASE_URL", "").strip()
-    if url.startswith(("postgres://", "postgresql://")):
-        parts = urlsplit(url)
-        return urlunsplit((parts.scheme, parts.netloc, "/groupware_delivery_bench", "", ""))
-    return "postgres://postgres@127.0.0.1:5432/groupware_delivery_bench"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -57,23 +44,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--processes", type=int, default=2, help="serve_mail processes sharing the port")
     parser.add_argument("--threads", type=int, default=4, help="delivery threads per process")
     parser.add_argument("--kill-every", type=float, default=0.0, help="SIGKILL serve_mail every N seconds")
-    parser.add_argument("--database", default=default_database())
+    parser.add_argument("--database", default=default_database("groupware_delivery_bench"))
     parser.add_argument("--port", type=int, default=18224)
     parser.add_argument("--seed", type=int, default=1)
     return parser.parse_args(argv)
-
-
-def recreate(url: str) -> None:
-    import psycopg
-
-    parts = urlsplit(url)
-    name = parts.path.lstrip("/")
-    if "bench" not in name:
-        raise SystemExit("bench-delivery: the database name must contain 'bench' (it is dropped)")
-    admin = urlunsplit((parts.scheme, parts.netloc, "/postgres", parts.query, ""))
-    with psycopg.connect(admin, autocommit=True) as connection:
-        connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        connection.execute(f'CREATE DATABASE "{name}"')
 
 
 class Servers:
@@ -113,11 +87,6 @@ class Servers:
         for process in self.processes:
             process.wait(30)
         self.processes.clear()
-
-
-def percentile(samples: list[float], fraction: float) -> float:
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))] if ordered else 0.0
 
 
 def sender(
@@ -168,21 +137,11 @@ def store_counts(url: str) -> dict[str, int]:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    recreate(args.database)
+    recreate_database(args.database, "bench-delivery")
     work = Path(tempfile.mkdtemp(prefix="delivery-bench-"))
-    env = {key: value for key, value in os.environ.items() if key not in ("DATABASE_URL", "REDIS_URL")}
-    env.update(
-        DJANGO_SETTINGS_MODULE="groupware.settings", PYTHONPATH=str(ROOT), DATA_DIR=str(work / "data"),
-        SECRET_KEY=secrets.token_urlsafe(50), LOG_LEVEL="WARNING", DATABASE_URL=args.database,
-    )  # fmt: skip
+    env = server_environment(work, DATABASE_URL=args.database)
     subprocess.run([PYTHON, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=ROOT, env=env, check=True)
-    setup = subprocess.run(
-        [PYTHON, "-m", "bench.delivery_setup", str(args.users)], cwd=ROOT, env=env, capture_output=True, text=True
-    )
-    lines = [line for line in setup.stdout.splitlines() if line.startswith("BENCH_JSON ")]
-    if setup.returncode != 0 or not lines:
-        raise SystemExit(f"bench-delivery: setup failed:\n{setup.stdout}\n{setup.stderr}")
-    addresses = json.loads(lines[-1][len("BENCH_JSON ") :])["addresses"]
+    addresses = bench_json("bench.delivery_setup", str(args.users), env=env, prog="bench-delivery")["addresses"]
     print(f"bench-delivery: generating {args.messages} messages", flush=True)
     corpus = [message.raw for message in MailCorpus(seed=args.seed).messages(args.messages)]
     total_octets = sum(len(raw) for raw in corpus)
@@ -219,6 +178,7 @@ def main(argv: list[str] | None = None) -> None:
     finally:
         servers.stop()
     counts = store_counts(args.database)
+    ordered = sorted(latencies)
     result = {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "messages": args.messages,
@@ -232,9 +192,9 @@ def main(argv: list[str] | None = None) -> None:
         "seconds": round(elapsed, 2),
         "messages_per_second": round(len(answered) / elapsed, 1),
         "latency_ms": {
-            "p50": round(percentile(latencies, 0.5) * 1000, 1),
-            "p90": round(percentile(latencies, 0.9) * 1000, 1),
-            "p99": round(percentile(latencies, 0.99) * 1000, 1),
+            "p50": round(percentile(ordered, 0.5) * 1000, 1),
+            "p90": round(percentile(ordered, 0.9) * 1000, 1),
+            "p99": round(percentile(ordered, 0.99) * 1000, 1),
             "max": round(max(latencies) * 1000, 1),
         },
         "retried_attempts": len(retries),

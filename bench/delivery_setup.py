@@ -42,8 +42,7 @@ MAILBOXES = ("Finance", "Lists", "Junk-filter", "Large", "Tickets", "Newsletters
 def main() -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "groupware.settings")
     django.setup()
-    from accounts.models import Account
-    from accounts.services import user_create
+    from accounts.services import primary_account, user_create
     from groupware.core.blobs import blob_id, blob_store
     from groupware.mail.services.mailboxes import mailbox_create
     from groupware.mail.services.sieve_scripts import sieve_script_activate, sieve_script_create
@@ -53,7 +52,7 @@ def main() -> None:
     for index in range(users):
         address = f"bench{index}@example.com"
         user = user_create(email=address, password=os.environ.get("BENCH_PASSWORD") or None)
-        account = Account.objects.get(owner=user, is_personal=True)
+        account = primary_account(user)
         for name in MAILBOXES:
             mailbox_create(account=account, name=name)
         stored = blob_store(account=account, stream_or_bytes=SCRIPT.encode(), type="application/sieve")

@@ -48,11 +48,12 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
+from bench import common
+from bench.common import bench_json, default_database, percentile
 from bench.mailcorpus import SEARCH_WORD, MailCorpus
 from bench.run import (
     BIN,
     CLOCK_TICKS,
-    PYTHON,
     RESULTS,
     ROOT,
     SERVERS,
@@ -61,8 +62,10 @@ from bench.run import (
     command_line,
     cpu_ticks,
     database_for,
+    fold_stacks,
     git_commit,
     peak_rss_mb,
+    print_frames,
     service_ticks,
 )
 
@@ -220,8 +223,8 @@ def percentiles(samples: list[float]) -> dict[str, float]:
     return {
         "n": len(ordered),
         "p50_ms": round(statistics.median(ordered), 2),
-        "p90_ms": round(ordered[min(len(ordered) - 1, int(len(ordered) * 0.9))], 2),
-        "p99_ms": round(ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))], 2),
+        "p90_ms": round(percentile(ordered, 0.9), 2),
+        "p99_ms": round(percentile(ordered, 0.99), 2),
         "max_ms": round(ordered[-1], 2),
     }
 
@@ -429,18 +432,7 @@ class Profiler:
                 spy.wait()
             if not path.exists():
                 continue
-            for line in path.read_text().splitlines():
-                stack, _, count_text = line.rpartition(" ")
-                if not count_text.isdigit():
-                    continue
-                frames = [frame for frame in stack.split(";") if not frame.startswith(("process ", "thread "))]
-                if not frames:
-                    continue
-                count = int(count_text)
-                total += count
-                own[frames[-1]] += count
-                for frame in set(frames):
-                    inclusive[frame] += count
+            total += fold_stacks(path.read_text(), inclusive, own)
         if total == 0:
             return {"label": self.label, "error": "py-spy recorded nothing"}
         return {
@@ -452,14 +444,6 @@ class Profiler:
 
 
 # --- the run --------------------------------------------------------------------------------------
-
-
-def default_database() -> str:
-    url = os.environ.get("DATABASE_URL", "").strip()
-    if url.startswith(("postgres://", "postgresql://")):
-        parts = urlsplit(url)
-        return urlunsplit((parts.scheme, parts.netloc, "/groupware_mail_bench", "", ""))
-    return "postgres://postgres@127.0.0.1:5432/groupware_mail_bench"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -482,7 +466,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=4, help="threads per WSGI worker (default 4)")
     parser.add_argument(
         "--database",
-        default=default_database(),
+        default=default_database("groupware_mail_bench"),
         help="postgres://.../NAME with 'bench' in NAME: dropped and recreated "
         "(default: DATABASE_URL's server, else the local one, database groupware_mail_bench)",
     )
@@ -515,36 +499,20 @@ def checkpoints_of(args: argparse.Namespace) -> list[int]:
 
 
 def server_environment(args: argparse.Namespace, work: Path, database_url: str) -> dict[str, str]:
-    env = {key: value for key, value in os.environ.items() if key not in ("DATABASE_URL", "REDIS_URL")}
-    env.update(
-        DJANGO_SETTINGS_MODULE="groupware.settings",
-        PYTHONPATH=str(ROOT),
-        DATA_DIR=str(work / "data"),
-        SECRET_KEY=secrets.token_urlsafe(50),
-        DEBUG="false",
-        LOG_LEVEL="WARNING",
+    return common.server_environment(
+        work,
         DATABASE_URL=database_url,
         REDIS_URL=args.redis,
         # One user runs every client: the per-user concurrency limits are not what is measured.
         JMAP_MAX_CONCURRENT_REQUESTS="10000",
         JMAP_MAX_CONCURRENT_UPLOAD="10000",
     )
-    return env
 
 
 def prepare(env: dict[str, str]) -> dict[str, Any]:
     password = secrets.token_urlsafe(16)
-    prepared = subprocess.run(
-        [PYTHON, "-m", "bench.setup_data"],
-        cwd=ROOT,
-        env={**env, "BENCH_PASSWORD": password},
-        capture_output=True,
-        text=True,
-    )
-    lines = [line for line in prepared.stdout.splitlines() if line.startswith("BENCH_JSON ")]
-    if prepared.returncode != 0 or not lines:
-        raise SystemExit(f"bench-mail: preparing the database failed:\n{prepared.stdout}\n{prepared.stderr}")
-    return {**json.loads(lines[-1][len("BENCH_JSON ") :]), "password": password}
+    prepared = bench_json("bench.setup_data", env={**env, "BENCH_PASSWORD": password}, prog="bench-mail")
+    return {**prepared, "password": password}
 
 
 def mailbox_ids(client: Client) -> dict[str, str]:
@@ -762,11 +730,7 @@ def print_table(result: dict[str, Any]) -> None:
             print(f"\nProfile {profile['label']}: {profile.get('error')}")
             continue
         print(f"\nProfile of the server during {profile['label']} ({profile['samples']} samples), inclusive %:")
-        for frame, pct in profile["inclusive"]:
-            print(f"  {pct:>5.1f}%  {frame}")
-        print("self %:")
-        for frame, pct in profile["self"]:
-            print(f"  {pct:>5.1f}%  {frame}")
+        print_frames(profile)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -34,12 +34,12 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 import websockets
 from websockets.asyncio.client import connect
 
+from bench.common import default_database
 from bench.mail import percentiles, prepare, server_environment
 from bench.run import RESULTS, SERVERS, Server, database_for, git_commit
 
@@ -48,15 +48,11 @@ MAIL = "urn:ietf:params:jmap:mail"
 TARGET_P50_MS = 50
 
 
-def default_database() -> str:
-    url = os.environ.get("DATABASE_URL", "").strip()
-    netloc = urlsplit(url).netloc if url.startswith(("postgres://", "postgresql://")) else "postgres@127.0.0.1:5432"
-    return urlunsplit(("postgres", netloc, "/groupware_push_bench", "", ""))
-
-
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="tasks.py bench-push", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--database", default=default_database(), help="postgres:// URL, name containing 'bench'")
+    parser.add_argument(
+        "--database", default=default_database("groupware_push_bench"), help="postgres:// URL, name containing 'bench'"
+    )
     parser.add_argument("--redis", default=os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/6")
     parser.add_argument("--writes", type=int, default=200, help="changes per latency scenario")
     parser.add_argument("--gap", type=float, default=0.08, help="seconds between changes (above the coalescing window)")
@@ -79,10 +75,11 @@ class Writer:
     """Makes changes through the real services, returning (commit time, new Email state)."""
 
     def __init__(self, email: str) -> None:
-        from accounts.models import Account, User
+        from accounts.models import User
+        from accounts.services import primary_account
 
         self.user = User.objects.get(email=email)
-        self.account = Account.objects.get(owner=self.user, is_personal=True)
+        self.account = primary_account(self.user)
         from groupware.mail.models import Mailbox
 
         self.inbox = Mailbox.objects.get(account=self.account, role="inbox").pk

@@ -30,24 +30,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _prepare_database(url: str | None) -> None:
-    if not url:
-        return
-    parts = urlsplit(url)
-    name = parts.path.lstrip("/")
-    if "bench" not in name:
-        sys.exit("--database: the database name must contain 'bench' (it is dropped and recreated)")
-    import psycopg
-
-    admin = urlunsplit(("postgresql", parts.netloc, "/postgres", "", ""))
-    with psycopg.connect(admin, autocommit=True) as connection:
-        connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        connection.execute(f'CREATE DATABASE "{name}"')
+from bench.common import ROOT, percentile, recreate_database
 
 
 def _timed(function, repeat: int) -> list[float]:
@@ -73,7 +57,7 @@ def _summary(samples: list[float]) -> dict[str, float]:
     return {
         "n": len(samples),
         "median_ms": round(statistics.median(ordered), 3),
-        "p95_ms": round(ordered[min(len(ordered) - 1, int(len(ordered) * 0.95))], 3),
+        "p95_ms": round(percentile(ordered, 0.95), 3),
     }
 
 
@@ -91,7 +75,7 @@ def main() -> None:
         os.environ.pop(key, None)
     if options.database:
         os.environ["DATABASE_URL"] = options.database
-    _prepare_database(options.database)
+        recreate_database(options.database, "bench.quotas")
     sys.path.insert(0, str(ROOT))
 
     import django

@@ -16,13 +16,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
-import sys
 import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from urllib.parse import urlsplit
+
+from bench.common import free_port, recreate_database
 
 
 class _Sink:
@@ -38,25 +37,6 @@ class _Sink:
         return "250 2.0.0 Ok"
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def _prepare_postgres(url: str) -> None:
-    import psycopg
-
-    parts = urlsplit(url)
-    name = parts.path.lstrip("/")
-    if "bench" not in name:
-        sys.exit("--database: the PostgreSQL database name must contain 'bench' (it is dropped)")
-    admin = parts._replace(path="/postgres").geturl()
-    with psycopg.connect(admin, autocommit=True) as connection:
-        connection.execute(f'DROP DATABASE IF EXISTS "{name}"')
-        connection.execute(f'CREATE DATABASE "{name}"')
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--messages", type=int, default=500)
@@ -69,7 +49,7 @@ def main() -> None:
     from aiosmtpd.controller import Controller
 
     sink = _Sink()
-    port = _free_port()
+    port = free_port()
     controller = Controller(sink, hostname="127.0.0.1", port=port)
     controller.start()
 
@@ -81,7 +61,7 @@ def main() -> None:
     os.environ["SUBMISSION_MAX_RECIPIENTS"] = str(max(options.recipients, 1))
     os.environ.pop("REDIS_URL", None)
     if options.database:
-        _prepare_postgres(options.database)
+        recreate_database(options.database, "bench.relay")
         os.environ["DATABASE_URL"] = options.database
     else:
         os.environ.pop("DATABASE_URL", None)

@@ -29,14 +29,14 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import httpx
 
-ROOT = Path(__file__).resolve().parent.parent
+from bench.common import PYTHON, ROOT, bench_json, default_database, free_port, recreate_database, server_environment
+
 BENCH = ROOT / "bench"
 RESULTS = BENCH / "results"
-PYTHON = sys.executable
 BIN = Path(sys.executable).parent
 CORE = "urn:ietf:params:jmap:core"
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -227,12 +227,6 @@ def command_line(pid: int) -> str:
         return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
     except OSError:
         return "?"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 class Server:
@@ -531,6 +525,34 @@ def ensure_wrk(choice: str) -> str:
 # --- profiling -----------------------------------------------------------------------------------
 
 
+def fold_stacks(raw: str, inclusive: Counter[str], own: Counter[str]) -> int:
+    """Add py-spy's raw (collapsed) output to the inclusive and self counts of each frame;
+    the number of samples read."""
+    total = 0
+    for line in raw.splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        if not count_text.isdigit():
+            continue
+        frames = [frame for frame in stack.split(";") if not frame.startswith(("process ", "thread "))]
+        if not frames:
+            continue
+        count = int(count_text)
+        total += count
+        own[frames[-1]] += count
+        for frame in set(frames):
+            inclusive[frame] += count
+    return total
+
+
+def print_frames(profile: dict[str, Any]) -> None:
+    """The inclusive and self percentages of a profile, one frame a line."""
+    for frame, pct in profile["inclusive"]:
+        print(f"  {pct:>5.1f}%  {frame}")
+    print("self %:")
+    for frame, pct in profile["self"]:
+        print(f"  {pct:>5.1f}%  {frame}")
+
+
 def profile(server: Server, scenario: Scenario, duration: float, loadgen: str, body_file: Path | None) -> dict:
     """Sample the busiest server process with py-spy while the scenario runs."""
     pids = server.pids()
@@ -565,19 +587,7 @@ def profile(server: Server, scenario: Scenario, duration: float, loadgen: str, b
     _, error = spy.communicate(timeout=duration + 30)
     inclusive: Counter[str] = Counter()
     own: Counter[str] = Counter()
-    total = 0
-    for line in raw_path.read_text().splitlines():
-        stack, _, count_text = line.rpartition(" ")
-        if not count_text.isdigit():
-            continue
-        count = int(count_text)
-        frames = [frame for frame in stack.split(";") if not frame.startswith(("process ", "thread "))]
-        if not frames:
-            continue
-        total += count
-        own[frames[-1]] += count
-        for frame in set(frames):
-            inclusive[frame] += count
+    total = fold_stacks(raw_path.read_text(), inclusive, own)
     raw_path.unlink(missing_ok=True)
     if total == 0:
         return {"error": f"py-spy recorded nothing: {error.decode()[-300:]}"}
@@ -598,27 +608,10 @@ def database_for(args: argparse.Namespace) -> str | None:
     choice = args.database
     if choice == "sqlite":
         return None
-    parts = urlsplit(choice)
-    if parts.scheme not in ("postgres", "postgresql"):
+    if urlsplit(choice).scheme not in ("postgres", "postgresql"):
         raise SystemExit("bench: --database must be 'sqlite' or a postgres:// URL")
-    name = parts.path.lstrip("/")
-    if "bench" not in name:
-        raise SystemExit("bench: the PostgreSQL database name must contain 'bench' (it is dropped and recreated)")
-    import psycopg
-
-    admin = urlunsplit((parts.scheme, parts.netloc, "/postgres", parts.query, ""))
-    with psycopg.connect(admin, autocommit=True) as connection:
-        connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        connection.execute(f'CREATE DATABASE "{name}"')
+    recreate_database(choice, "bench")
     return choice
-
-
-def default_database() -> str:
-    url = os.environ.get("DATABASE_URL", "").strip()
-    if url.startswith(("postgres://", "postgresql://")):
-        parts = urlsplit(url)
-        return urlunsplit((parts.scheme, parts.netloc, "/groupware_bench", "", ""))
-    return "sqlite"
 
 
 def git_commit() -> str:
@@ -644,7 +637,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=float, default=1.0, help="unmeasured seconds before each scenario")
     parser.add_argument(
         "--database",
-        default=default_database(),
+        default=default_database("groupware_bench", fallback="sqlite"),
         help="'sqlite' (a fresh file), or postgres://.../NAME with 'bench' in NAME, which is "
         "dropped and recreated (default: derived from DATABASE_URL, else sqlite)",
     )
@@ -823,11 +816,7 @@ def print_table(result: dict[str, Any]) -> None:
                 f"\nProfile of {record['server']} pid {prof['pid']} ({prof['samples']} samples), "
                 "inclusive % of samples:"
             )
-            for frame, pct in prof["inclusive"]:
-                print(f"  {pct:>5.1f}%  {frame}")
-            print("self %:")
-            for frame, pct in prof["self"]:
-                print(f"  {pct:>5.1f}%  {frame}")
+            print_frames(prof)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -839,14 +828,8 @@ def main(argv: list[str] | None = None) -> None:
     loadgen = ensure_wrk(args.loadgen)
     database_url = database_for(args)
     work = Path(tempfile.mkdtemp(prefix="groupware-bench-"))
-    env = {key: value for key, value in os.environ.items() if key not in ("DATABASE_URL", "REDIS_URL")}
-    env.update(
-        DJANGO_SETTINGS_MODULE="groupware.settings",
-        PYTHONPATH=str(ROOT),
-        DATA_DIR=str(work / "data"),
-        SECRET_KEY=secrets.token_urlsafe(50),
-        DEBUG="false",
-        LOG_LEVEL="WARNING",
+    env = server_environment(
+        work,
         BENCH_VIEWS="1",
         # One user drives all connections: the per-user concurrency limits would turn most of
         # the load into 'limit' errors, which is not what is measured here.
@@ -860,17 +843,10 @@ def main(argv: list[str] | None = None) -> None:
     if args.fast_hasher:
         env["FAST_PASSWORD_HASHER"] = "true"
     password = secrets.token_urlsafe(16)
-    prepared = subprocess.run(
-        [PYTHON, "-m", "bench.setup_data"],
-        cwd=ROOT,
-        env={**env, "BENCH_PASSWORD": password},
-        capture_output=True,
-        text=True,
-    )
-    lines = [line for line in prepared.stdout.splitlines() if line.startswith("BENCH_JSON ")]
-    if prepared.returncode != 0 or not lines:
-        raise SystemExit(f"bench: preparing the database failed:\n{prepared.stdout}\n{prepared.stderr}")
-    setup = {**json.loads(lines[-1][len("BENCH_JSON ") :]), "password": password}
+    setup = {
+        **bench_json("bench.setup_data", env={**env, "BENCH_PASSWORD": password}, prog="bench"),
+        "password": password,
+    }
     if not setup["token"]:
         print(f"bench: no Bearer scenario: {setup['token_reason']}", flush=True)
     upload_body = os.urandom(UPLOAD_SIZE)
