@@ -187,7 +187,9 @@ def push_subscriptions_prune(*, user_pk: int) -> int:
     and before each push is sent."""
     user = User.objects.filter(pk=user_pk).first()
     subscriptions = list(PushSubscription.objects.filter(user_id=user_pk))
-    dead = [s.pk for s in subscriptions if user is None or not credential_valid(user, s.credential)]
+    # One check per credential, not per subscription (a device may hold several).
+    valid = {c: user is not None and credential_valid(user, c) for c in {s.credential for s in subscriptions}}
+    dead = [s.pk for s in subscriptions if not valid[s.credential]]
     if dead:
         PushSubscription.objects.filter(pk__in=dead).delete()
     return len(dead)

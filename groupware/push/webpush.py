@@ -27,7 +27,7 @@ from accounts.credentials import credential_valid
 from accounts.models import Account, AccountGrant
 from groupware.core.ids import account_id
 from groupware.push.models import PushSubscription
-from groupware.push.services import push_url_problem, vapid_key_current
+from groupware.push.services import push_subscription_destroy, push_url_problem, vapid_key_current
 from jmap.jsonio import dumps
 
 logger = logging.getLogger(__name__)
@@ -105,7 +105,7 @@ def deliver(subscription_pk: int, payload: dict[str, Any], *, verification: bool
         return Outcome()
     if not credential_valid(subscription.user, subscription.credential):
         # RFC 8620 §7.2: its credential expired or was revoked: it is destroyed.
-        subscription.delete()
+        push_subscription_destroy(subscription=subscription)
         return Outcome(gone=True)
     # RFC 8620 §7.2: nothing but the verification before the client proves it got it.
     if verification == subscription.verified:
@@ -113,7 +113,7 @@ def deliver(subscription_pk: int, payload: dict[str, Any], *, verification: bool
     problem = push_url_problem(subscription.url)  # again: DNS may have changed since
     if problem is not None:
         logger.warning("push subscription %s dropped: %s", subscription_pk, problem)
-        subscription.delete()
+        push_subscription_destroy(subscription=subscription)
         return Outcome(gone=True)
     body = dumps(payload)
     headers = {
@@ -143,7 +143,7 @@ def deliver(subscription_pk: int, payload: dict[str, Any], *, verification: bool
         return Outcome(delivered=True)
     if response.status_code in (404, 410):
         # RFC 8030 §7.3: the subscription expired or was removed at the push service.
-        PushSubscription.objects.filter(pk=subscription_pk).delete()
+        push_subscription_destroy(subscription=subscription)
         return Outcome(gone=True)
     if response.status_code == 429 or response.status_code >= 500:
         return Outcome(retry_after=_retry_after(response.headers.get("Retry-After")))

@@ -40,10 +40,6 @@ PRIVATE = ("url", "keys")
 MUTABLE = ("verificationCode", "expires", "types")
 
 
-def subscription_id(pk: int) -> str:
-    return PushSubscription(pk=pk).jmap_id
-
-
 def _to_json(subscription: PushSubscription, properties: tuple[str, ...]) -> dict[str, Any]:
     values = {
         "id": subscription.jmap_id,
@@ -81,13 +77,6 @@ def push_subscription_get(call: CallContext, arguments: dict[str, Any]) -> dict[
         "list": [_to_json(found[value], wanted) for value in ids if value in found],
         "notFound": [value for value in ids if value not in found],
     }
-
-
-def _set_error(kind: str, description: str, properties: list[str] | None = None) -> dict[str, Any]:
-    error: dict[str, Any] = {"type": kind, "description": description}
-    if properties:
-        error["properties"] = properties
-    return error
 
 
 def _check_expires(value: Any) -> datetime | None:
@@ -223,4 +212,7 @@ def push_subscription_set(call: CallContext, arguments: dict[str, Any]) -> dict[
 
 
 def _refusal(refused: PushRefused) -> dict[str, Any]:
-    return _set_error(refused.kind, refused.description, refused.properties)
+    error: dict[str, Any] = {"type": refused.kind, "description": refused.description}
+    if refused.properties:
+        error["properties"] = refused.properties
+    return error

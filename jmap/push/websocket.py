@@ -30,7 +30,6 @@ from jmap.session import session_state
 
 logger = logging.getLogger("jmap.websocket")
 SUBPROTOCOL = "jmap"
-WEBSOCKET = "urn:ietf:params:jmap:websocket"
 
 
 def _header(scope: dict[str, Any], name: bytes) -> str | None:
