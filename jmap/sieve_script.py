@@ -13,15 +13,15 @@ from typing import TYPE_CHECKING, Any
 
 from django.db.models import Q
 
-from groupware.core.blobs import BlobNotFound, blob_id, blob_read, parse_blob_id
+from groupware.core.blobs import BlobNotFound, blob_id
 from groupware.core.changes import account_changes, encode_state
 from groupware.mail.delivery.models import SieveScript
 from groupware.mail.services import sieve_scripts as services
 from jmap import args as a
-from jmap.errors import MethodError, SetError, invalid_properties
+from jmap.errors import SetError, invalid_properties
 from jmap.registry import Capability, Method, registry
 from jmap.standard import Filter, ModelDataType, Prop, SetContext, Sort, register_standard_methods
-from jmap.standard.set import SET_ARGS, perform_set
+from jmap.standard.set import SET_ARGS, standard_set
 
 if TYPE_CHECKING:
     from accounts.models import Account
@@ -144,16 +144,8 @@ def sieve_script_set(call: CallContext, arguments: dict[str, Any]) -> dict[str, 
     """SieveScript/set (RFC 9661 §2.4): the standard /set, then (de)activation."""
     parsed = a.parse(SET_ARGS + SIEVE_SCRIPT.extra_args["set"], arguments)
     account = call.account(parsed["accountId"], write=True)
-    from django.conf import settings
-
-    create, update, destroy = parsed["create"] or {}, parsed["update"] or {}, parsed["destroy"] or []
-    limit = settings.JMAP["maxObjectsInSet"]
-    if len(create) + len(update) + len(destroy) > limit:
-        raise MethodError("requestTooLarge", f"at most {limit} objects per /set (maxObjectsInSet)")
     with account_changes(account.pk) as changes:
-        response = perform_set(
-            SIEVE_SCRIPT, call, account, if_in_state=parsed["ifInState"], create=create, update=update, destroy=destroy
-        )
+        response = standard_set(SIEVE_SCRIPT, call, arguments)
         failed = response["notCreated"] or response["notUpdated"] or response["notDestroyed"]
         if not failed:
             _activation(call, account, response, parsed["onSuccessDeactivateScript"], parsed["onSuccessActivateScript"])
@@ -193,16 +185,11 @@ def sieve_script_validate(call: CallContext, arguments: dict[str, Any]) -> dict[
     """SieveScript/validate (RFC 9661 §2.6): would this blob be accepted as a script?"""
     parsed = a.parse(VALIDATE_ARGS, arguments)
     account = call.account(parsed["accountId"])
-    blob = parsed["blobId"]
-    content = blob_read(account, blob, user=call.user) if parse_blob_id(blob) else None
     error: dict[str, Any] | None = None
-    if content is None:
-        error = SetError("blobNotFound", "no such blob in this account", notFound=[blob]).as_dict()
-    else:
-        try:
-            services.sieve_validate(content)
-        except services.SieveScriptError as problem:
-            error = set_error(problem).as_dict()
+    try:
+        services.sieve_blob_read(account, parsed["blobId"], call.user)
+    except (services.SieveScriptError, BlobNotFound) as problem:
+        error = set_error(problem).as_dict()
     return {"accountId": account.jmap_id, "error": error}
 
 

@@ -13,8 +13,9 @@ import hashlib
 import logging
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from email.utils import parseaddr
 from typing import Any
 
 from django.conf import settings
@@ -191,7 +192,8 @@ def vacation_active(vacation: VacationResponse | None, now: datetime) -> bool:
     return not (vacation.to_date is not None and now >= vacation.to_date)
 
 
-def _duplicate_key(key: str) -> str:
+def sieve_duplicate_key(key: str) -> str:
+    """How an RFC 7352 duplicate key is stored (SieveDuplicate.key)."""
     return hashlib.sha256(key.encode("utf-8", errors="surrogatepass")).hexdigest()
 
 
@@ -207,17 +209,20 @@ def plan_delivery(
 ) -> DeliveryPlan:
     """What to do with a message for this account (see the module doc)."""
     now = now or timezone.now()
-    tree = MailboxTree(account)
     plan = DeliveryPlan()
     script_sha = SieveScript.objects.filter(account_id=account.pk, is_active=True).values_list("blob_id", flat=True)
     script_sha = next(iter(script_sha), None)
     vacation = VacationResponse.objects.filter(account_id=account.pk).first()
     use_vacation = vacation_active(vacation, now)
     if script_sha is None and not use_vacation:
-        plan.targets.append(MailboxRef(tree.inbox))
+        # No filter: only the inbox is needed, not the whole mailbox tree.
+        inbox = Mailbox.objects.filter(account_id=account.pk, role="inbox").values_list("pk", flat=True).first()
+        plan.targets.append(MailboxRef(inbox))
         return plan
 
     from groupware.mail import sieve
+
+    tree = MailboxTree(account)
 
     message = sieve.MessageView.from_bytes(raw)
     envelope = sieve.Envelope(mail_from=mail_from or "", rcpt_to=rcpt_to, auth=None)
@@ -229,7 +234,9 @@ def plan_delivery(
         ).exists()
 
     def duplicate_seen(key: str, seconds: int, last: bool) -> bool:
-        return SieveDuplicate.objects.filter(account_id=account.pk, key=_duplicate_key(key), expires__gt=now).exists()
+        return SieveDuplicate.objects.filter(
+            account_id=account.pk, key=sieve_duplicate_key(key), expires__gt=now
+        ).exists()
 
     environment = sieve.Environment(
         user_addresses=user_addresses,
@@ -281,9 +288,6 @@ def plan_delivery(
 def _own_from(action: Any, user_addresses: tuple[str, ...]) -> Any:
     """A vacation reply goes out from one of the user's own addresses: a script's ``:from``
     naming someone else is dropped (RFC 5230 §4.3: "SHOULD" be the user's address)."""
-    from dataclasses import replace
-    from email.utils import parseaddr
-
     if action.from_address and parseaddr(action.from_address)[1].lower() not in user_addresses:
         return replace(action, from_address=None)
     return action

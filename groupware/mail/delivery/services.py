@@ -36,7 +36,7 @@ from accounts.models import Account
 from accounts.quotas import OverQuota
 from groupware.core.blobs import blob_storage, storage_name
 from groupware.core.changes import account_changes
-from groupware.mail.delivery.filtering import DeliveryPlan, MailboxRef, plan_delivery
+from groupware.mail.delivery.filtering import DeliveryPlan, MailboxRef, plan_delivery, sieve_duplicate_key
 from groupware.mail.delivery.models import DeliveryRecord, SieveDuplicate, VacationReply
 from groupware.mail.delivery.outbound import queue_outbound
 from groupware.mail.delivery.recipients import Recipient, recipient_resolve, recipient_resolve_cached
@@ -384,7 +384,7 @@ def _record_follow_ups(
     for mark in plan.duplicate_marks:
         SieveDuplicate.objects.update_or_create(
             account=account,
-            key=hashlib.sha256(mark.key.encode("utf-8", "surrogatepass")).hexdigest(),
+            key=sieve_duplicate_key(mark.key),
             defaults={"expires": now + timedelta(seconds=max(int(mark.seconds), 0))},
         )
     for vacation in plan.vacations:

@@ -92,7 +92,9 @@ def _name_free(account: Account, name: str, exclude_pk: int | None) -> None:
         raise ScriptNameTaken(existing)
 
 
-def _content(account: Account, blob: str, user: User | None) -> tuple[str, bytes]:
+def sieve_blob_read(account: Account, blob: str, user: User | None) -> tuple[str, bytes]:
+    """(sha256, content) of a blob that holds a valid script; BlobNotFound, SieveInvalid or
+    ScriptTooLarge otherwise."""
     sha256 = parse_blob_id(blob)
     content = blob_read(account, blob, user=user) if sha256 else None
     if sha256 is None or content is None:
@@ -110,7 +112,7 @@ def sieve_script_create(*, account: Account, name: str | None, blob: str, user: 
     with account_changes(account.pk) as changes:
         if SieveScript.objects.filter(account_id=account.pk).count() >= MAX_NUMBER_SCRIPTS:
             raise ScriptsOverQuota(f"at most {MAX_NUMBER_SCRIPTS} scripts")
-        sha256, _ = _content(account, blob, user)
+        sha256, _ = sieve_blob_read(account, blob, user)
         if name is None:
             taken = set(SieveScript.objects.filter(account_id=account.pk).values_list("name", flat=True))
             number = len(taken) + 1
@@ -138,7 +140,7 @@ def sieve_script_update(
             script.name = name
             fields.append("name")
         if blob is not None:
-            sha256, _ = _content(account, blob, user)
+            sha256, _ = sieve_blob_read(account, blob, user)
             if sha256 != script.blob_id:
                 blob_pin(account, blob_id(sha256), user=user)
                 blob_unpin(account, blob_id(script.blob_id))
