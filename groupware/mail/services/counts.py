@@ -272,20 +272,19 @@ def email_destroy_orphans(account: Account, email_ids: Iterable[int]) -> list[in
     if not wanted:
         return []
     with account_changes(account.pk) as changes:
-        rows: list[tuple[int, int, str]] = []
+        rows: list[tuple[int, int, str, int]] = []
         for chunk in in_chunks(wanted):
             rows.extend(
-                Email.objects.filter(account_id=account.pk, pk__in=chunk).values_list("pk", "thread_id", "blob_id")
+                Email.objects.filter(account_id=account.pk, pk__in=chunk).values_list(
+                    "pk", "thread_id", "blob_id", "size"
+                )
             )
         if not rows:
             return []
-        pks = [pk for pk, _, _ in rows]
+        pks = [pk for pk, _, _, _ in rows]
         # Quota usage (accounts.quotas): the destroyed messages stop counting.
-        freed = sum(
-            Email.objects.filter(pk__in=chunk).aggregate(total=Sum("size"))["total"] or 0 for chunk in in_chunks(pks)
-        )
-        quota_charge(changes=changes, octets=-freed, count=-len(pks))
-        thread_ids = {thread for _, thread, _ in rows}
+        quota_charge(changes=changes, octets=-sum(size for *_, size in rows), count=-len(pks))
+        thread_ids = {thread for _, thread, _, _ in rows}
         before = thread_snapshot(account.pk, thread_ids)
         for chunk in in_chunks(pks):
             EmailMailbox.objects.filter(email_id__in=chunk).delete()
@@ -302,7 +301,7 @@ def email_destroy_orphans(account: Account, email_ids: Iterable[int]) -> list[in
             changes.record(EMAIL_TYPE, email_id(pk), Change.DESTROYED)
         for thread in sorted(thread_ids):
             changes.record(THREAD_TYPE, thread_id(thread), Change.DESTROYED if thread in empty else Change.UPDATED)
-        for _, _, sha256 in rows:
+        for _, _, sha256, _ in rows:
             blob_unpin(account, blob_id(sha256))
     return pks
 
