@@ -13,6 +13,7 @@ import hashlib
 import logging
 import threading
 from collections import OrderedDict
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from email.utils import parseaddr
@@ -23,19 +24,12 @@ from django.utils import timezone
 
 from accounts.models import Account
 from groupware.core.blobs import blob_storage, storage_name
+from groupware.mail import sieve
 from groupware.mail.delivery.models import SieveDuplicate, SieveScript, VacationReply, VacationResponse
 from groupware.mail.models import Mailbox
 
 logger = logging.getLogger(__name__)
 
-# IMAP system flags as JMAP keywords (RFC 8621 §4.1.1).
-_SYSTEM_FLAGS = {
-    "\\seen": "$seen",
-    "\\flagged": "$flagged",
-    "\\answered": "$answered",
-    "\\draft": "$draft",
-    "\\deleted": "$deleted",
-}
 # RFC 8579 special-use names as JMAP Mailbox roles (RFC 8621 §2 uses the same registry).
 _SPECIAL_USE_ROLES = {
     "\\all": "all",
@@ -48,13 +42,14 @@ _SPECIAL_USE_ROLES = {
     "\\trash": "trash",
 }
 SCRIPT_CACHE_SIZE = 256
+
+
+def _keywords_of(flags: Iterable[str]) -> list[str]:
+    # IMAP flags (RFC 5232) as JMAP keywords; \Recent and invalid flags have none.
+    return [keyword for keyword in map(sieve.imap_flag_to_keyword, flags) if keyword is not None]
+
+
 VACATION_HANDLE_PREFIX = "jmap-vacation-"
-
-
-def flag_keyword(flag: str) -> str:
-    """The JMAP keyword for an IMAP flag (``\\Seen`` -> ``$seen``; others lower-cased)."""
-    lowered = flag.lower()
-    return _SYSTEM_FLAGS.get(lowered, lowered)
 
 
 @dataclass
@@ -129,8 +124,6 @@ def script_text(sha256: str) -> str:
 
 def compiled_script(sha256: str) -> Any:
     """The parsed script stored in this blob (parse errors raise the engine's error)."""
-    from groupware.mail import sieve
-
     with _scripts_lock:
         if sha256 in _scripts:
             _scripts.move_to_end(sha256)
@@ -220,8 +213,6 @@ def plan_delivery(
         plan.targets.append(MailboxRef(inbox))
         return plan
 
-    from groupware.mail import sieve
-
     tree = MailboxTree(account)
 
     message = sieve.MessageView.from_bytes(raw)
@@ -297,7 +288,7 @@ def _apply_actions(plan: DeliveryPlan, tree: MailboxTree, actions: list[Any], si
     for action in actions:
         if isinstance(action, sieve.Keep):
             plan.targets.append(MailboxRef(tree.inbox))
-            plan.keywords.update(flag_keyword(flag) for flag in action.flags)
+            plan.keywords.update(_keywords_of(action.flags))
         elif isinstance(action, sieve.FileInto):
             pk = tree.special_use([action.special_use]) if action.special_use else None
             if pk is None:
@@ -308,7 +299,7 @@ def _apply_actions(plan: DeliveryPlan, tree: MailboxTree, actions: list[Any], si
                 plan.targets.append(MailboxRef(None, tuple(action.mailbox.split("/"))))
             else:  # RFC 5490 §3.2 / RFC 5228 §4.1: a missing mailbox means keep
                 plan.targets.append(MailboxRef(tree.inbox))
-            plan.keywords.update(flag_keyword(flag) for flag in action.flags)
+            plan.keywords.update(_keywords_of(action.flags))
         elif isinstance(action, sieve.Redirect):
             plan.redirects.append(action.address)
         elif isinstance(action, sieve.Vacation):
