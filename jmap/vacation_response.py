@@ -87,11 +87,10 @@ class VacationResponseType(DataType):
 
     def update(self, ctx: SetContext, record: VacationResponse, values: dict[str, Any]) -> dict[str, Any] | None:
         changes = {_FIELDS[name]: value for name, value in values.items()}
-        from_date = changes.get("from_date", record.from_date)
-        to_date = changes.get("to_date", record.to_date)
-        if not services.vacation_dates_valid(from_date, to_date):
-            raise invalid_properties(["fromDate", "toDate"], "toDate is before fromDate")
-        services.vacation_response_update(account=ctx.account, **changes)
+        try:
+            services.vacation_response_update(account=ctx.account, **changes)
+        except services.VacationDatesInvalid as error:
+            raise invalid_properties(["fromDate", "toDate"], str(error)) from None
         return None
 
     def destroy(self, ctx: SetContext, record: Any) -> None:

@@ -3,7 +3,6 @@ Sieve script (groupware.mail.delivery.filtering)."""
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 from accounts.models import Account
@@ -21,13 +20,23 @@ def vacation_response_of(account: Account) -> VacationResponse:
     return found if found is not None else VacationResponse(account=account)
 
 
+class VacationDatesInvalid(ValueError):
+    """toDate before fromDate (RFC 8621 §8)."""
+
+
 def vacation_response_update(*, account: Account, **values: Any) -> VacationResponse:
-    """Set some of is_enabled, from_date, to_date, subject, text_body, html_body."""
+    """Set some of is_enabled, from_date, to_date, subject, text_body, html_body.
+
+    Raises VacationDatesInvalid when the resulting to_date is before from_date."""
     unknown = set(values) - set(_FIELDS)
     if unknown:
         raise TypeError(f"unknown vacation response fields: {sorted(unknown)}")
     with account_changes(account.pk) as changes:
         vacation, _ = VacationResponse.objects.select_for_update().get_or_create(account=account)
+        from_date = values.get("from_date", vacation.from_date)
+        to_date = values.get("to_date", vacation.to_date)
+        if from_date is not None and to_date is not None and to_date < from_date:
+            raise VacationDatesInvalid("toDate is before fromDate")
         changed = [name for name, value in values.items() if getattr(vacation, name) != value]
         for name in changed:
             setattr(vacation, name, values[name])
@@ -35,7 +44,3 @@ def vacation_response_update(*, account: Account, **values: Any) -> VacationResp
             vacation.save(update_fields=changed)
             changes.record(VACATION_RESPONSE_TYPE, SINGLETON_ID, Change.UPDATED)
     return vacation
-
-
-def vacation_dates_valid(from_date: datetime | None, to_date: datetime | None) -> bool:
-    return from_date is None or to_date is None or from_date <= to_date
