@@ -41,8 +41,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--messages", type=int, default=10_000)
     parser.add_argument("--connections", type=int, default=4)
     parser.add_argument("--users", type=int, default=8, help="recipients rotate over this many users")
-    parser.add_argument("--processes", type=int, default=2, help="serve_mail processes sharing the port")
-    parser.add_argument("--threads", type=int, default=4, help="delivery threads per process")
+    parser.add_argument("--processes", type=int, default=1, help="serve_mail processes sharing the port")
+    parser.add_argument("--workers", type=int, default=2, help="delivery worker processes per serve_mail (0: threads)")
+    parser.add_argument("--threads", type=int, default=4, help="delivery threads per serve_mail (with --workers 0)")
     parser.add_argument("--kill-every", type=float, default=0.0, help="SIGKILL serve_mail every N seconds")
     parser.add_argument("--database", default=default_database("groupware_delivery_bench"))
     parser.add_argument("--port", type=int, default=18224)
@@ -62,7 +63,7 @@ class Servers:
         for _ in range(self.args.processes):
             process = subprocess.Popen(
                 [PYTHON, "manage.py", "serve_mail", "--lmtp", f"127.0.0.1:{self.args.port}", "--smtp", "off",
-                 "--threads", str(self.args.threads), "--reuse-port"],
+                 "--threads", str(self.args.threads), "--workers", str(self.args.workers), "--reuse-port"],
                 cwd=ROOT, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
             )  # fmt: skip
             assert process.stdout is not None
@@ -186,6 +187,7 @@ def main(argv: list[str] | None = None) -> None:
         "connections": args.connections,
         "users": args.users,
         "processes": args.processes,
+        "workers": args.workers,
         "threads": args.threads,
         "kill_every": args.kill_every,
         "kills": servers.kills,

@@ -159,6 +159,8 @@ MAIL_SMTP_LISTEN = env_str("MAIL_SMTP_LISTEN", "127.0.0.1:2525")
 MAIL_HOSTNAME = env_str("MAIL_HOSTNAME", None)
 MAIL_DEDUP_WINDOW = env_int("MAIL_DEDUP_WINDOW", 7 * 24 * 3600, minimum=60)
 MAIL_DELIVERY_THREADS = env_int("MAIL_DELIVERY_THREADS", 4, minimum=1)
+# Worker processes that deliver (parse, Sieve, store); 0: threads of serve_mail itself.
+MAIL_DELIVERY_WORKERS = env_int("MAIL_DELIVERY_WORKERS", 0, minimum=0)
 MAIL_VACATION_DAYS = env_int("MAIL_VACATION_DAYS", 7, minimum=1)
 SMTP_RELAY_HOST = env_str("SMTP_RELAY_HOST", None)
 SMTP_RELAY_PORT = env_int("SMTP_RELAY_PORT", 25, minimum=1, maximum=65535)

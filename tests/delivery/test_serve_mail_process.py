@@ -27,12 +27,12 @@ PORT_LINE = re.compile(r"serve_mail: (LMTP|SMTP) listening on [\d.]+:(\d+)")
 class MailProcess:
     """manage.py serve_mail on free loopback ports."""
 
-    def __init__(self, env: dict[str, str]) -> None:
+    def __init__(self, env: dict[str, str], *options: str) -> None:
         self.env = env
         self.ports: dict[str, int] = {}
         self.lines: list[str] = []
         self.process = subprocess.Popen(
-            [sys.executable, "manage.py", "serve_mail", "--lmtp", "127.0.0.1:0", "--smtp", "127.0.0.1:0"],
+            [sys.executable, "manage.py", "serve_mail", "--lmtp", "127.0.0.1:0", "--smtp", "127.0.0.1:0", *options],
             cwd=ROOT,
             env=env,
             stdout=subprocess.PIPE,
@@ -152,6 +152,95 @@ def test_sigkill_during_delivery_loses_and_duplicates_nothing(embedded):
     assert kills >= 1 and answered == message_ids
     stored = [message_id for message_id in stored_message_ids(embedded) if message_id not in before]
     assert sorted(stored) == sorted(message_ids)  # each answered message once, none twice
+
+
+# -- Worker processes (--workers) -------------------------------------------------------------
+
+
+def children_of(pid: int) -> list[int]:
+    """The live processes whose parent is ``pid`` (from /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        # pid (comm) state ppid ...: comm may hold spaces, so split after its ")".
+        fields = stat.rpartition(")")[2].split()
+        if int(fields[1]) == pid and fields[0] != "Z":
+            found.append(int(entry.name))
+    return found
+
+
+def workers_of(server: MailProcess, count: int) -> list[int]:
+    """The delivery workers of the process (the spawn machinery adds a resource tracker)."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        workers = [pid for pid in children_of(server.process.pid) if b"resource_tracker" not in _cmdline(pid)]
+        if len(workers) >= count:
+            return workers
+        time.sleep(0.1)
+    raise AssertionError(f"expected {count} delivery workers of {server.process.pid}")
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
+
+
+def send_until_accepted(port: int, message_id: str, attempts: int = 20) -> list[int]:
+    """LMTP-send one message until 250; the codes of the refused attempts."""
+    refused = []
+    for _ in range(attempts):
+        try:
+            with smtplib.LMTP("127.0.0.1", port, timeout=30) as client:
+                client.sendmail("joe@example.net", ["rcpt@example.com"], raw_message(message_id=f"<{message_id}>"))
+            return refused
+        except smtplib.SMTPDataError as error:
+            refused.append(error.smtp_code)
+        except (OSError, smtplib.SMTPException):
+            refused.append(0)
+        time.sleep(0.2)
+    raise AssertionError(f"{message_id} never accepted: {refused}")
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads worker processes from /proc")
+def test_worker_processes_deliver_and_a_killed_worker_is_replaced(embedded):
+    server = MailProcess(embedded, "--workers", "2")
+    try:
+        with smtplib.LMTP("127.0.0.1", server.ports["LMTP"]) as client:
+            client.sendmail("joe@example.net", ["rcpt@example.com"], raw_message(message_id="<w1@x>"))
+        with smtplib.SMTP("127.0.0.1", server.ports["SMTP"]) as client:
+            client.sendmail("joe@example.net", ["rcpt@example.com"], raw_message(message_id="<w2@x>"))
+        first = workers_of(server, 2)
+        os.kill(first[0], signal.SIGKILL)
+        # The dead worker's pool is replaced: at worst one 451 (retry), never a lost message.
+        refused = send_until_accepted(server.ports["LMTP"], "w3@x")
+        assert set(refused) <= {451}
+        assert first[0] not in workers_of(server, 1)
+        assert server.process.poll() is None
+    finally:
+        server.stop()
+    assert {"w1@x", "w2@x", "w3@x"} <= set(stored_message_ids(embedded))
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads worker processes from /proc")
+def test_workers_end_with_a_killed_listener(embedded):
+    server = MailProcess(embedded, "--workers", "2")
+    send_until_accepted(server.ports["LMTP"], "w4@x")
+    workers = workers_of(server, 2)
+    server.kill()
+    deadline = time.monotonic() + 20
+    alive = workers
+    while alive and time.monotonic() < deadline:
+        time.sleep(0.2)
+        alive = [pid for pid in workers if _cmdline(pid)]  # gone, or a zombie: no command line
+    assert alive == []
+    assert "w4@x" in stored_message_ids(embedded)
 
 
 # -- The database going away between RCPT and DATA (PostgreSQL: a proxy we can cut) -------

@@ -2,7 +2,8 @@
 
 Both accept mail for local recipients only (unknown ones are refused at RCPT with 550, so
 the SMTP port is no open relay) and hand each message to ``deliver_message`` in a thread
-pool (the database work is synchronous). LMTP answers once per recipient after DATA; SMTP
+pool (the database work is synchronous) or, with ``workers``, in worker processes
+(groupware.mail.delivery.workers). LMTP answers once per recipient after DATA; SMTP
 answers once: 451 if any recipient failed temporarily (a retransmission is deduplicated
 for the recipients that already have it), else 250 if any was delivered.
 """
@@ -15,7 +16,6 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from functools import partial
 from typing import Any
 
 from aiosmtpd.lmtp import LMTP
@@ -24,6 +24,7 @@ from django.db import DatabaseError, close_old_connections, connections
 
 from groupware.mail.delivery.recipients import recipient_resolve_cached
 from groupware.mail.delivery.services import DeliveryResult, deliver_message, mail_hostname
+from groupware.mail.delivery.workers import DeliveryWorkers, ThreadWorkers
 from groupware.mail.services.emails import max_message_size
 
 logger = logging.getLogger(__name__)
@@ -71,9 +72,11 @@ def smtp_reply(results: list[DeliveryResult]) -> str:
 class DeliveryHandler:
     """aiosmtpd handler hooks shared by the LMTP and SMTP servers."""
 
-    def __init__(self, executor: ThreadPoolExecutor, protocol: str) -> None:
+    def __init__(self, executor: ThreadPoolExecutor, protocol: str, workers: Any = None) -> None:
         self.executor = executor
         self.protocol = protocol
+        # Where DATA is delivered: this process's threads, or DeliveryWorkers.
+        self.workers = workers or ThreadWorkers(executor)
 
     async def handle_RCPT(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, rcpt_options: list[str]
@@ -88,18 +91,17 @@ class DeliveryHandler:
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         raw = envelope.original_content or b""
         peer = session.peer[0] if isinstance(session.peer, tuple) else str(session.peer or "")
-        deliver = partial(
-            deliver_message,
-            raw=bytes(raw),
-            mail_from=null_sender(envelope.mail_from),
-            recipients=list(envelope.rcpt_tos),
-            helo=session.host_name,
-            peer=peer,
-            protocol=self.protocol,
-            cached_recipients=True,
-        )
         try:
-            results = await asyncio.get_running_loop().run_in_executor(self.executor, deliver)
+            results = await self.workers.run(
+                deliver_message,
+                raw=bytes(raw),
+                mail_from=null_sender(envelope.mail_from),
+                recipients=list(envelope.rcpt_tos),
+                helo=session.host_name,
+                peer=peer,
+                protocol=self.protocol,
+                cached_recipients=True,
+            )
         except Exception:
             logger.exception("delivery failed")
             results = [
@@ -165,10 +167,15 @@ async def serve_mail(
     started: Callable[[list[Listener]], None] | None = None,
     stop: asyncio.Event | None = None,
     reuse_port: bool = False,
+    workers: int = 0,
 ) -> None:
-    """Run the listeners until ``stop`` is set (forever without one)."""
+    """Run the listeners until ``stop`` is set (forever without one). ``workers`` > 0
+    delivers in that many worker processes; 0 in ``threads`` threads of this process."""
     loop = asyncio.get_running_loop()
     executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="delivery")
+    pool = DeliveryWorkers(workers) if workers > 0 else None
+    if pool is not None:
+        pool.start()
     # aiosmtpd's own log says every command at INFO: far too much for a mail server.
     logging.getLogger("mail.log").setLevel(max(logging.WARNING, logging.getLogger().getEffectiveLevel()))
     servers: list[asyncio.base_events.Server] = []
@@ -177,7 +184,7 @@ async def serve_mail(
     for protocol, address, cls in (("LMTP", lmtp, LmtpServer), ("SMTP", smtp, SmtpServer)):
         if address is None:
             continue
-        handler = DeliveryHandler(executor, protocol)
+        handler = DeliveryHandler(executor, protocol, pool)
 
         def factory(cls: type = cls, handler: DeliveryHandler = handler) -> SMTP:
             return cls(
@@ -211,6 +218,8 @@ async def serve_mail(
         if started_threads:
             await loop.run_in_executor(None, _close_thread_connections, executor, started_threads)
         executor.shutdown(wait=True)
+        if pool is not None:
+            await loop.run_in_executor(None, pool.shutdown)
 
 
 def _close_thread_connections(executor: ThreadPoolExecutor, threads: int) -> None:

@@ -20,6 +20,12 @@ class Command(BaseCommand):
         parser.add_argument("--smtp", default=None, help='"host:port" (port 0: any free port), or "off"')
         parser.add_argument("--threads", type=int, default=None, help="delivery threads (MAIL_DELIVERY_THREADS)")
         parser.add_argument(
+            "--workers",
+            type=int,
+            default=None,
+            help="deliver in this many worker processes, 0: in threads of this process (MAIL_DELIVERY_WORKERS)",
+        )
+        parser.add_argument(
             "--reuse-port", action="store_true", help="SO_REUSEPORT: several serve_mail processes share the ports"
         )
 
@@ -32,10 +38,13 @@ class Command(BaseCommand):
         if lmtp is None and smtp is None:
             raise CommandError("both listeners are off")
         threads = options["threads"] or settings.MAIL_DELIVERY_THREADS
-        asyncio.run(self._run(lmtp, smtp, threads, options["reuse_port"]))
+        workers = options["workers"] if options["workers"] is not None else settings.MAIL_DELIVERY_WORKERS
+        if workers < 0:
+            raise CommandError("--workers must be 0 or more")
+        asyncio.run(self._run(lmtp, smtp, threads, options["reuse_port"], workers))
 
     async def _run(
-        self, lmtp: tuple[str, int] | None, smtp: tuple[str, int] | None, threads: int, reuse_port: bool
+        self, lmtp: tuple[str, int] | None, smtp: tuple[str, int] | None, threads: int, reuse_port: bool, workers: int
     ) -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -48,4 +57,6 @@ class Command(BaseCommand):
                 self.stdout.write(f"serve_mail: {listener.protocol} listening on {listener.host}:{listener.port}")
             self.stdout.flush()
 
-        await serve_mail(lmtp=lmtp, smtp=smtp, threads=threads, started=started, stop=stop, reuse_port=reuse_port)
+        await serve_mail(
+            lmtp=lmtp, smtp=smtp, threads=threads, started=started, stop=stop, reuse_port=reuse_port, workers=workers
+        )
