@@ -43,6 +43,7 @@ from django.db.models import (
 from django.db.models.functions import Coalesce, Concat
 
 from accounts.models import Account, Domain, Quota, User
+from groupware.core import sql
 from groupware.core.changes import Change, ChangeSet, account_changes
 
 QUOTA_TYPE = "Quota"
@@ -154,8 +155,11 @@ def _applicable(account: Account, resource_type: str | None = None) -> list[Quot
     """``quotas_of(account)`` as a list (of one resource type if given). On the hot paths
     (every upload, every stored message): when no quota of the type exists at all, one
     trivial query skips building and running the usage query."""
-    quotas = Quota.objects.all() if resource_type is None else Quota.objects.filter(resource_type=resource_type)
-    if not quotas.exists():
+    if resource_type is None:
+        exists = sql.row("SELECT 1 FROM accounts_quota LIMIT 1")
+    else:
+        exists = sql.row("SELECT 1 FROM accounts_quota WHERE resource_type = %s LIMIT 1", [resource_type])
+    if not exists:  # plain SQL (groupware.core.sql): the ORM would cost more than the query
         return []
     applicable = quotas_of(account).select_related("domain")
     if resource_type is not None:

@@ -37,7 +37,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import IO, Any, Protocol
 
 from django.conf import settings
@@ -48,6 +48,7 @@ from django.db.models import Case, Exists, F, OuterRef, Q, QuerySet, Value, When
 from django.utils import timezone
 
 from accounts.models import Account, User
+from groupware.core import sql
 from groupware.core.models import AccountBlob, Blob
 
 logger = logging.getLogger("groupware.blobs")
@@ -254,24 +255,76 @@ def blob_store(
     with _spooled(stream_or_bytes, limit) as (spool, sha256, size):
         name = storage_name(sha256)
         _ensure_stored(name, spool, size)
-        with transaction.atomic():
-            blob = _lock_or_create_blob(sha256, size)
-            # Checked again under the lock: the collector may have deleted the file since
-            # the write above (it deletes files only while holding this lock).
-            _ensure_stored(name, spool, size)
-            account_blob = AccountBlob.objects.select_for_update().filter(account_id=account.pk, blob_id=sha256).first()
-            now = timezone.now()
-            if account_blob is None:
-                account_blob = AccountBlob.objects.create(account=account, blob=blob, type=type, created=now)
-            else:
-                account_blob.type = type
-                if account_blob.refcount == 0:
-                    account_blob.created = now
-                account_blob.save(update_fields=["type", "created"])
-            if user is not None:
-                _add_uploader(account_blob, user)
-            account_blob.blob = blob
+        return _store_rows(account=account, sha256=sha256, size=size, type=type, user=user, spool=spool, pin=False)
+
+
+def _store_rows(
+    *, account: Account, sha256: str, size: int, type: str, user: User | None, spool: IO[bytes], pin: bool
+) -> AccountBlob:
+    """The Blob and AccountBlob rows of stored content (plain SQL, groupware.core.sql: every
+    upload and stored message comes here), with one reference counted if ``pin``."""
+    moment = timezone.now()
+    now = sql.db_datetime(moment)
+    with transaction.atomic(savepoint=False):
+        # The upsert locks the Blob row: the collector (which deletes only under that
+        # lock) can't remove the content until we commit.
+        # Meeting its uncommitted delete, the insert waits, then inserts a new row.
+        sql.execute(
+            "INSERT INTO core_blob (sha256, size, created) VALUES (%s, %s, %s)"
+            " ON CONFLICT (sha256) DO UPDATE SET size = excluded.size",
+            [sha256, size, now],
+        )
+        # Checked again under the lock: the collector may have deleted the file meanwhile.
+        _ensure_stored(storage_name(sha256), spool, size)
+        # New: created now. Existing: the type is updated and, if it was unreferenced, its
+        # expiry restarts (RFC 8620 §6: re-uploading "SHOULD reset the expiry time").
+        pk, refcount, created = sql.row(
+            "INSERT INTO core_accountblob (account_id, blob_id, type, refcount, created) VALUES (%s, %s, %s, %s, %s)"
+            " ON CONFLICT (account_id, blob_id) DO UPDATE SET type = excluded.type,"
+            " refcount = core_accountblob.refcount + excluded.refcount,"
+            " created = CASE WHEN core_accountblob.refcount = 0 THEN excluded.created ELSE core_accountblob.created END"
+            " RETURNING id, refcount, created",
+            [account.pk, sha256, type, int(pin), now],
+        ) or (None, 0, None)
+        if user is not None:
+            sql.execute(
+                "INSERT INTO core_accountblob_uploaders (accountblob_id, user_id) VALUES (%s, %s)"
+                " ON CONFLICT DO NOTHING",
+                [pk, user.pk],
+            )
+    account_blob = AccountBlob(
+        pk=pk, account_id=account.pk, blob_id=sha256, type=type, refcount=refcount, created=_read_datetime(created)
+    )
+    account_blob._state.adding = False
+    account_blob.blob = Blob(sha256=sha256, size=size, created=moment)
     return account_blob
+
+
+def _read_datetime(value: Any) -> datetime:
+    """A DateTimeField read with plain SQL (SQLite gives text in UTC)."""
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    return datetime.fromisoformat(str(value)).replace(tzinfo=UTC)
+
+
+def blob_write(content: bytes) -> str:
+    """Write content to storage (unless a complete copy is there) and return its sha-256.
+    Needs no transaction: callers do it before locking the account, then reference it
+    with ``blob_store_pinned``."""
+    sha256 = hashlib.sha256(content).hexdigest()
+    _ensure_stored(storage_name(sha256), io.BytesIO(content), len(content))
+    return sha256
+
+
+def blob_store_pinned(*, account: Account, content: bytes, type: str, user: User | None = None) -> str:
+    """``blob_store`` then ``blob_pin`` in two or three statements (the message store calls
+    it for every message). Call it in the transaction that stores the referencing object.
+    Returns the sha-256."""
+    sha256 = blob_write(content)
+    _store_rows(
+        account=account, sha256=sha256, size=len(content), type=type, user=user, spool=io.BytesIO(content), pin=True
+    )
+    return sha256
 
 
 def blob_copy(
@@ -475,19 +528,6 @@ def _ensure_stored(name: str, content: IO[bytes], size: int) -> None:
             storage.delete(saved)
     if not _is_stored(storage, name, size):
         raise OSError(f"blob {name} could not be stored completely")
-
-
-def _lock_or_create_blob(sha256: str, size: int) -> Blob:
-    """The Blob row for a digest, created if needed, locked until the transaction ends."""
-    for _ in range(5):
-        # ON CONFLICT DO NOTHING: concurrent identical uploads don't fail; an insert that
-        # meets the collector's uncommitted delete waits for it and then inserts.
-        Blob.objects.bulk_create([Blob(sha256=sha256, size=size)], ignore_conflicts=True)
-        blob = Blob.objects.select_for_update().filter(pk=sha256).first()
-        if blob is not None:
-            return blob
-        # The collector deleted the row between the insert and the lock: insert again.
-    raise RuntimeError(f"blob {sha256} keeps disappearing")
 
 
 def _blob_delete_if_orphan(sha256: str) -> bool:

@@ -17,11 +17,11 @@ from enum import Enum
 from typing import Any
 
 from django.db import transaction
-from django.db.models import F, Max
+from django.db.models import Max
 from django.utils import timezone
 
 from accounts.models import Account
-from groupware.core import events
+from groupware.core import events, sql
 from groupware.core.models import ObjectChange
 
 
@@ -85,48 +85,41 @@ class ChangeSet:
             states[type_name] = max(states.get(type_name, 0), pending.modseq)
         return states
 
-    def _take_usage(self) -> dict[str, Any]:
-        if not (self.usage_octets or self.usage_count):
-            return {}
-        update = {
-            "used_octets": F("used_octets") + self.usage_octets,
-            "used_count": F("used_count") + self.usage_count,
-        }
-        self.account.used_octets += self.usage_octets
-        self.account.used_count += self.usage_count
-        self.usage_octets = self.usage_count = 0
-        return update
-
     def _flush(self) -> None:
-        usage = self._take_usage()
+        # Plain SQL (groupware.core.sql): this runs once per write transaction.
+        octets, count = self.usage_octets, self.usage_count
+        self.usage_octets = self.usage_count = 0
+        self.account.used_octets += octets
+        self.account.used_count += count
         if not self._pending:
-            if usage:
-                Account.objects.filter(pk=self.account.pk).update(**usage)
+            if octets or count:
+                sql.execute(
+                    "UPDATE accounts_account SET used_octets = used_octets + %s, used_count = used_count + %s"
+                    " WHERE id = %s",
+                    [octets, count, self.account.pk],
+                )
             return
-        now = timezone.now()
-        rows = [
-            ObjectChange(
-                account_id=self.account.pk,
-                type_name=type_name,
-                object_id=object_id,
-                created_modseq=pending.modseq,
-                modseq=pending.modseq,
-                destroyed=pending.destroyed,
-                changed=now,
-            )
-            for (type_name, object_id), pending in self._pending.items()
-        ]
-        ObjectChange.objects.bulk_create(
-            rows,
-            update_conflicts=True,
-            unique_fields=["account", "type_name", "object_id"],
-            update_fields=["modseq", "destroyed", "changed"],
+        now = sql.db_datetime(timezone.now())
+        account_pk = self.account.pk
+        params: list[Any] = []
+        for (type_name, object_id), pending in self._pending.items():
+            params += [account_pk, type_name, object_id, pending.modseq, pending.modseq, pending.destroyed, now]
+        sql.execute(
+            "INSERT INTO core_objectchange"  # noqa: S608 (only placeholders are joined in)
+            " (account_id, type_name, object_id, created_modseq, modseq, destroyed, changed) VALUES "
+            + ", ".join(["(%s, %s, %s, %s, %s, %s, %s)"] * len(self._pending))
+            + " ON CONFLICT (account_id, type_name, object_id) DO UPDATE SET"
+            " modseq = excluded.modseq, destroyed = excluded.destroyed, changed = excluded.changed",
+            params,
         )
         # One UPDATE of the locked row: the modseq and the quota usage together.
-        Account.objects.filter(pk=self.account.pk).update(modseq=self.modseq, **usage)
+        sql.execute(
+            "UPDATE accounts_account SET modseq = %s, used_octets = used_octets + %s, used_count = used_count + %s"
+            " WHERE id = %s",
+            [self.modseq, octets, count, account_pk],
+        )
         self.account.modseq = self.modseq
         states = {name: encode_state(value) for name, value in self.touched_types().items()}
-        account_pk = self.account.pk
         transaction.on_commit(lambda: events.publish_state_change(account_pk, states))
         self._pending.clear()
 
@@ -142,6 +135,19 @@ def account_changes(account_pk: int) -> Iterator[ChangeSet]:
 
 
 @contextmanager
+def account_changes_joined(account_pk: int) -> Iterator[ChangeSet]:
+    """``account_changes``; inside a transaction already writing to this account it joins
+    without a savepoint (two statements fewer), for steps whose failure fails the whole
+    write anyway."""
+    active = _active.get()
+    if active is not None and account_pk in active:
+        yield active[account_pk]
+        return
+    with account_changes(account_pk) as changes:
+        yield changes
+
+
+@contextmanager
 def accounts_changes(account_pks: Iterable[int]) -> Iterator[dict[int, ChangeSet]]:
     """A transaction writing to several accounts, locked in ascending id order (no deadlocks)."""
     wanted = sorted(set(account_pks))
@@ -153,7 +159,7 @@ def accounts_changes(account_pks: Iterable[int]) -> Iterator[dict[int, ChangeSet
         missing = [pk for pk in wanted if pk not in active]
         token = None
         if missing:
-            locked = Account.objects.select_for_update().filter(pk__in=missing).order_by("pk")
+            locked = _lock_accounts(missing)
             opened = {account.pk: ChangeSet(account) for account in locked}
             if len(opened) != len(missing):
                 raise Account.DoesNotExist("account vanished")
@@ -168,6 +174,22 @@ def accounts_changes(account_pks: Iterable[int]) -> Iterator[dict[int, ChangeSet
         finally:
             if token is not None:
                 _active.reset(token)
+
+
+_ACCOUNT_COLUMNS: str | None = None
+
+
+def _lock_accounts(pks: list[int]) -> list[Account]:
+    """The account rows, locked, in ascending id order (plain SQL: every write starts here)."""
+    global _ACCOUNT_COLUMNS
+    if _ACCOUNT_COLUMNS is None:
+        _ACCOUNT_COLUMNS = sql.columns(Account)[0]
+    return sql.instances(
+        Account,
+        f"SELECT {_ACCOUNT_COLUMNS} FROM accounts_account WHERE id IN ({sql.placeholders(len(pks))})"  # noqa: S608
+        f" ORDER BY id{sql.for_update()}",
+        pks,
+    )
 
 
 def encode_state(modseq: int) -> str:

@@ -9,6 +9,7 @@ destroyed here too.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -18,13 +19,12 @@ from urllib.parse import urlsplit
 
 import requests
 from django.conf import settings
-from django.db.models import Q
 from django.utils import timezone
 from py_vapid import Vapid02
 from pywebpush import WebPusher
 
 from accounts.credentials import credential_valid
-from accounts.models import Account, AccountGrant
+from groupware.core import sql
 from groupware.core.ids import account_id
 from groupware.push.models import PushSubscription
 from groupware.push.services import push_subscription_destroy, push_url_problem, vapid_key_current
@@ -42,15 +42,23 @@ class Outcome:
     gone: bool = False  # the subscription was destroyed
 
 
+# Plain SQL (groupware.core.sql): this runs after every committed write.
+_TARGETS = (
+    "SELECT s.id, CAST(s.types AS TEXT) FROM push_pushsubscription s"
+    " JOIN accounts_user u ON u.id = s.user_id"
+    " WHERE s.verified AND s.expires > %s AND u.is_active"
+    " AND s.user_id IN (SELECT owner_id FROM accounts_account WHERE id = %s"
+    " UNION SELECT user_id FROM accounts_accountgrant WHERE account_id = %s)"
+)
+
+
 def dispatch_state_change(*, account_pk: int, states: dict[str, str]) -> None:
     """Queue a StateChange for every verified, live subscription of a user who sees the account."""
-    readers = Q(user_id__in=Account.objects.filter(pk=account_pk).values("owner_id")) | Q(
-        user_id__in=AccountGrant.objects.filter(account_id=account_pk).values("user_id")
-    )
-    targets = PushSubscription.objects.filter(readers, verified=True, expires__gt=timezone.now(), user__is_active=True)
     from groupware.push.tasks import push_deliver
 
-    for pk, types in targets.values_list("pk", "types"):
+    targets = sql.rows(_TARGETS, [sql.db_datetime(timezone.now()), account_pk, account_pk])
+    for pk, types_text in targets:
+        types = json.loads(types_text) if types_text is not None else None
         wanted = states if types is None else {name: s for name, s in states.items() if name in types}
         if wanted:
             payload = {"@type": "StateChange", "changed": {account_id(account_pk): wanted}}

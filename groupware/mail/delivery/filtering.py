@@ -23,10 +23,10 @@ from django.conf import settings
 from django.utils import timezone
 
 from accounts.models import Account
+from groupware.core import sql
 from groupware.core.blobs import blob_storage, storage_name
 from groupware.mail import sieve
-from groupware.mail.delivery.models import SieveDuplicate, SieveScript, VacationReply, VacationResponse
-from groupware.mail.models import Mailbox
+from groupware.mail.delivery.models import SieveDuplicate, VacationReply, VacationResponse
 
 logger = logging.getLogger(__name__)
 
@@ -79,7 +79,7 @@ class MailboxTree:
     """The account's mailboxes by Sieve name ("Parent/Child"; "INBOX" is the inbox role)."""
 
     def __init__(self, account: Account) -> None:
-        rows = list(Mailbox.objects.filter(account_id=account.pk).values_list("pk", "name", "parent_id", "role"))
+        rows = sql.rows("SELECT id, name, parent_id, role FROM mail_mailbox WHERE account_id = %s", [account.pk])
         self.by_parent: dict[tuple[int | None, str], int] = {}
         self.roles: dict[str, int] = {}
         for pk, name, parent_id, role in rows:
@@ -190,6 +190,12 @@ def sieve_duplicate_key(key: str) -> str:
     return hashlib.sha256(key.encode("utf-8", errors="surrogatepass")).hexdigest()
 
 
+_FILTERS = (
+    "SELECT (SELECT blob_id FROM mail_sievescript WHERE account_id = %s AND is_active LIMIT 1),"
+    " (SELECT 1 FROM mail_vacationresponse WHERE account_id = %s AND is_enabled LIMIT 1)"
+)
+
+
 def plan_delivery(
     *,
     account: Account,
@@ -199,23 +205,25 @@ def plan_delivery(
     user_addresses: tuple[str, ...],
     detail: str | None = None,
     now: datetime | None = None,
+    message: Any = None,
 ) -> DeliveryPlan:
     """What to do with a message for this account (see the module doc)."""
     now = now or timezone.now()
     plan = DeliveryPlan()
-    script_sha = SieveScript.objects.filter(account_id=account.pk, is_active=True).values_list("blob_id", flat=True)
-    script_sha = next(iter(script_sha), None)
-    vacation = VacationResponse.objects.filter(account_id=account.pk).first()
+    # One plain-SQL statement (groupware.core.sql) for what every delivery asks first.
+    script_sha, vacation_enabled = sql.row(_FILTERS, [account.pk, account.pk]) or (None, None)
+    vacation = VacationResponse.objects.filter(account_id=account.pk).first() if vacation_enabled else None
     use_vacation = vacation_active(vacation, now)
     if script_sha is None and not use_vacation:
         # No filter: only the inbox is needed, not the whole mailbox tree.
-        inbox = Mailbox.objects.filter(account_id=account.pk, role="inbox").values_list("pk", flat=True).first()
+        inbox = sql.value("SELECT id FROM mail_mailbox WHERE account_id = %s AND role = 'inbox'", [account.pk])
         plan.targets.append(MailboxRef(inbox))
         return plan
 
     tree = MailboxTree(account)
 
-    message = sieve.MessageView.from_bytes(raw)
+    if message is None:  # the caller's view of ``raw``, when it has one
+        message = sieve.MessageView.from_bytes(raw)
     envelope = sieve.Envelope(mail_from=mail_from or "", rcpt_to=rcpt_to, auth=None)
 
     def vacation_should_reply(sender: str, handle: str, seconds: int) -> bool:

@@ -23,10 +23,9 @@ import os
 import socket
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
-from email.parser import BytesHeaderParser
-from email.policy import compat32
+from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
+from typing import Any
 
 from django.conf import settings
 from django.db import DatabaseError, IntegrityError, close_old_connections, connection
@@ -34,18 +33,23 @@ from django.utils import timezone
 
 from accounts.models import Account
 from accounts.quotas import OverQuota
-from groupware.core.blobs import blob_storage, storage_name
+from groupware.core import sql
+from groupware.core.blobs import blob_storage, blob_write, storage_name
 from groupware.core.changes import account_changes
 from groupware.mail.delivery.filtering import DeliveryPlan, MailboxRef, plan_delivery, sieve_duplicate_key
-from groupware.mail.delivery.models import DeliveryRecord, SieveDuplicate, VacationReply
+from groupware.mail.delivery.models import SieveDuplicate, VacationReply
 from groupware.mail.delivery.outbound import queue_outbound
 from groupware.mail.delivery.recipients import Recipient, recipient_resolve, recipient_resolve_cached
+from groupware.mail.models import Email
 from groupware.mail.services.counts import email_id as jmap_email_id
 from groupware.mail.services.emails import (
+    EmailImport,
     InvalidKeywords,
     InvalidMessage,
     MessageTooLarge,
-    email_ingest,
+    PreparedEmail,
+    email_prepare,
+    emails_import,
     keyword_normalize,
     max_message_size,
 )
@@ -123,11 +127,27 @@ def trace_fields(*, mail_from: str, helo: str | None, peer: str | None, protocol
     ).encode()
 
 
-def _message_facts(raw: bytes) -> tuple[str, int]:
-    """(Message-ID, number of Received fields) from the header section only."""
-    headers = BytesHeaderParser(policy=compat32).parsebytes(raw, headersonly=True)
-    message_id = str(headers.get("Message-ID", "") or "").strip()
-    return message_id, len(headers.get_all("Received") or [])
+@dataclass(frozen=True)
+class _Facts:
+    """What delivery reads of the header section (parsed once, shared with Sieve)."""
+
+    message_id: str
+    hops: int  # Received fields
+    is_report: bool  # multipart/report: maybe a DSN or MDN about one of our submissions
+    view: Any  # the Sieve engine's MessageView, or None if the header can't be read
+
+
+def _message_facts(raw: bytes) -> _Facts:
+    from groupware.mail import sieve
+
+    try:
+        view = sieve.MessageView.from_bytes(raw)
+    except Exception:  # the header parser is lenient; be safe anyway
+        return _Facts("", 0, False, None)
+    ids = view.raw_header_values("Message-ID")
+    content_types = view.raw_header_values("Content-Type")
+    is_report = bool(content_types) and content_types[0].split(";", 1)[0].strip().lower() == "multipart/report"
+    return _Facts(ids[0].strip() if ids else "", len(view.raw_header_values("Received")), is_report, view)
 
 
 def dedup_key(raw: bytes, message_id: str) -> str:
@@ -189,13 +209,10 @@ def _deliver(
     limit = max_message_size()
     if len(raw) > limit:
         return [_result(rcpt, 552, "5.3.4", f"message larger than {limit} octets") for rcpt in recipients]
-    try:
-        message_id, hops = _message_facts(raw)
-    except Exception:  # the header parser is lenient; be safe anyway
-        message_id, hops = "", 0
-    if hops > MAX_RECEIVED_HEADERS:
+    facts = _message_facts(raw)
+    if facts.hops > MAX_RECEIVED_HEADERS:
         return [_result(rcpt, 554, "5.4.6", "mail loop: too many Received fields") for rcpt in recipients]
-    key = dedup_key(raw, message_id)
+    key = dedup_key(raw, facts.message_id)
     stored_raw = trace_fields(mail_from=mail_from, helo=helo, peer=peer, protocol=protocol, now=now) + raw
 
     results: dict[int, DeliveryResult] = {}
@@ -215,7 +232,7 @@ def _deliver(
 
     for recipient, indexes in by_account.values():
         outcome = _deliver_to_account(
-            recipient=recipient, raw=raw, stored_raw=stored_raw, mail_from=mail_from, key=key, now=now
+            recipient=recipient, raw=raw, stored_raw=stored_raw, mail_from=mail_from, key=key, now=now, facts=facts
         )
         for index in indexes:
             results[index] = DeliveryResult(
@@ -230,7 +247,7 @@ def _deliver(
 
 
 def _deliver_to_account(
-    *, recipient: Recipient, raw: bytes, stored_raw: bytes, mail_from: str, key: str, now: datetime
+    *, recipient: Recipient, raw: bytes, stored_raw: bytes, mail_from: str, key: str, now: datetime, facts: _Facts
 ) -> DeliveryResult:
     address = recipient.address
     try:
@@ -242,6 +259,7 @@ def _deliver_to_account(
             user_addresses=recipient.addresses,
             detail=recipient.detail,
             now=now,
+            message=facts.view,
         )
         if plan.errors:
             logger.info("Sieve errors for %s: %s", address, "; ".join(plan.errors))
@@ -249,7 +267,13 @@ def _deliver_to_account(
             # RFC 5429 §2.1: refuse at the protocol level; the sending MTA tells the sender.
             return _result(address, 550, "5.7.1", _header_value(plan.reject) or "rejected")
         stored = _commit(
-            account=recipient.account, plan=plan, stored_raw=stored_raw, mail_from=mail_from, key=key, now=now
+            account=recipient.account,
+            plan=plan,
+            stored_raw=stored_raw,
+            mail_from=mail_from,
+            key=key,
+            now=now,
+            is_report=facts.is_report,
         )
     except _Duplicate:
         return _result(address, 250, "2.0.0", "already delivered", duplicate=True)
@@ -325,38 +349,71 @@ def _target_pks(account: Account, targets: list[MailboxRef]) -> list[int]:
 
 
 def _commit(
-    *, account: Account, plan: DeliveryPlan, stored_raw: bytes, mail_from: str, key: str, now: datetime
+    *,
+    account: Account,
+    plan: DeliveryPlan,
+    stored_raw: bytes,
+    mail_from: str,
+    key: str,
+    now: datetime,
+    is_report: bool = False,
 ) -> int | None:
     """Store what the plan says in one transaction; the stored Email's pk (None if none)."""
+    prepared = None
+    if plan.stores:
+        # Before the account lock: the parse and the search tokens, and the message file
+        # on disk (flushed: the row must never outlive its blob, even across a power loss).
+        prepared = email_prepare(raw=stored_raw)
+        _blob_durable(blob_write(stored_raw))
     try:
         with account_changes(account.pk):
             # Under the account lock: a copy delivered meanwhile on another connection shows here.
-            existing = DeliveryRecord.objects.filter(account_id=account.pk, key=key).first()
+            existing = sql.row(
+                "SELECT id, created FROM mail_deliveryrecord WHERE account_id = %s AND key = %s", [account.pk, key]
+            )
             if existing is not None:
-                if existing.created >= _window_start(now):
+                if _as_datetime(existing[1]) >= _window_start(now):
                     raise _Duplicate
-                existing.delete()
+                sql.execute("DELETE FROM mail_deliveryrecord WHERE id = %s", [existing[0]])
             email_pk: int | None = None
-            if plan.stores:
+            if prepared is not None:
                 mailbox_pks = _target_pks(account, plan.targets)
-                try:
-                    email = email_ingest(
-                        account=account, raw=stored_raw, mailbox_ids=mailbox_pks, keywords=_keywords(plan.keywords)
-                    )
-                except InvalidKeywords:
-                    email = email_ingest(account=account, raw=stored_raw, mailbox_ids=mailbox_pks, keywords={})
+                email = _store(account, prepared, mailbox_pks, _keywords(plan.keywords))
                 email_pk = email.pk
-                _blob_durable(email.blob_id)
-                # A DSN or MDN about a message this account sent updates that submission.
-                submission_report_received(account=account, raw=stored_raw)
-            DeliveryRecord.objects.create(account=account, key=key, email_id=email_pk, created=now)
+                if is_report:
+                    # A DSN or MDN about a message this account sent updates that submission.
+                    submission_report_received(account=account, raw=stored_raw)
+            sql.execute(
+                "INSERT INTO mail_deliveryrecord (account_id, key, email_id, created) VALUES (%s, %s, %s, %s)",
+                [account.pk, key, email_pk, sql.db_datetime(now)],
+            )
             _record_follow_ups(account=account, plan=plan, stored_raw=stored_raw, mail_from=mail_from, now=now)
     except IntegrityError:
         # Only the delivery record can collide: another copy committed first.
-        if DeliveryRecord.objects.filter(account_id=account.pk, key=key).exists():
+        if sql.row("SELECT 1 FROM mail_deliveryrecord WHERE account_id = %s AND key = %s", [account.pk, key]):
             raise _Duplicate from None
         raise
     return email_pk
+
+
+def _store(account: Account, prepared: PreparedEmail, mailbox_pks: list[int], keywords: dict[str, bool]) -> Email:
+    (result,) = emails_import(
+        account=account, items=[EmailImport(prepared=prepared, mailbox_ids=mailbox_pks, keywords=keywords)]
+    )
+    if isinstance(result, InvalidKeywords):  # e.g. too many: the message matters more than its flags
+        (result,) = emails_import(
+            account=account, items=[EmailImport(prepared=prepared, mailbox_ids=mailbox_pks, keywords={})]
+        )
+    if isinstance(result, Exception):
+        raise result
+    return result
+
+
+def _as_datetime(value: Any) -> datetime:
+    """A DateTimeField read with plain SQL (SQLite gives text)."""
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    return datetime.fromisoformat(str(value)).replace(tzinfo=UTC)
 
 
 def _blob_durable(sha256: str) -> None:

@@ -33,12 +33,13 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, TypeVar
 
-from django.db.models import Count, F, Sum
+from django.db.models import Count, Sum
 
 from accounts.models import Account
 from accounts.quotas import quota_charge
+from groupware.core import sql
 from groupware.core.blobs import blob_id, blob_unpin
-from groupware.core.changes import Change, account_changes
+from groupware.core.changes import Change, account_changes, account_changes_joined
 from groupware.core.ids import decode, encode
 from groupware.mail.models import Email, EmailMailbox, Mailbox, Thread
 from groupware.mail.search import search_index_remove
@@ -128,13 +129,20 @@ def _thread_unread_by_mailbox(memberships: Iterable[tuple[int, bool, bool]]) -> 
 
 def _membership_rows(account_id: int, thread_ids: Sequence[int] | None) -> Iterator[tuple[int, int, bool, str | None]]:
     """(thread, mailbox, email unread, mailbox role) for memberships, one query (per chunk)."""
-    query = EmailMailbox.objects.filter(account_id=account_id)
-    fields = ("thread_id", "mailbox_id", "email__is_unread", "mailbox__role")
     if thread_ids is None:
+        query = EmailMailbox.objects.filter(account_id=account_id)
+        fields = ("thread_id", "mailbox_id", "email__is_unread", "mailbox__role")
         yield from query.order_by("thread_id").values_list(*fields).iterator(chunk_size=2000)
         return
     for chunk in in_chunks(thread_ids):
-        yield from query.filter(thread_id__in=chunk).values_list(*fields)
+        # Plain SQL (groupware.core.sql): every write that moves Emails takes two of these.
+        for thread, mailbox, unread, role in sql.rows(
+            "SELECT em.thread_id, em.mailbox_id, e.is_unread, m.role FROM mail_emailmailbox em"  # noqa: S608
+            " JOIN mail_email e ON e.id = em.email_id JOIN mail_mailbox m ON m.id = em.mailbox_id"
+            f" WHERE em.account_id = %s AND em.thread_id IN ({sql.placeholders(len(chunk))})",
+            [account_id, *chunk],
+        ):
+            yield thread, mailbox, bool(unread), role
 
 
 def thread_snapshot(account_id: int, thread_ids: Iterable[int]) -> Snapshot:
@@ -201,16 +209,15 @@ def mailbox_counts_apply(
     if not changed:
         return []
     moved = []
-    with account_changes(account.pk) as changes:
+    with account_changes_joined(account.pk) as changes:
         for mailbox in sorted(changed):
-            updates = {
-                name: F(name) + value
-                for name, value in zip(
-                    ("total_emails", "unread_emails", "total_threads", "unread_threads"), changed[mailbox], strict=True
-                )
-                if value
-            }
-            if Mailbox.objects.filter(pk=mailbox, account_id=account.pk).update(**updates):
+            total, unread, threads, unread_threads = changed[mailbox]
+            if sql.execute(
+                "UPDATE mail_mailbox SET total_emails = total_emails + %s, unread_emails = unread_emails + %s,"
+                " total_threads = total_threads + %s, unread_threads = unread_threads + %s"
+                " WHERE id = %s AND account_id = %s",
+                [total, unread, threads, unread_threads, mailbox, account.pk],
+            ):
                 changes.record(MAILBOX_TYPE, mailbox_id(mailbox), Change.UPDATED)
                 moved.append(mailbox)
     return moved

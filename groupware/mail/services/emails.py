@@ -28,6 +28,7 @@ from django.utils import timezone
 
 from accounts.models import Account, User
 from accounts.quotas import OverQuota, quota_charge
+from groupware.core import sql
 from groupware.core.blobs import (
     BlobNotFound,
     blob_copy,
@@ -36,14 +37,14 @@ from groupware.core.blobs import (
     blob_pin_many,
     blob_read,
     blob_storage,
-    blob_store,
+    blob_store_pinned,
     parse_blob_id,
     storage_name,
 )
-from groupware.core.changes import Change, account_changes
+from groupware.core.changes import Change, account_changes, account_changes_joined
 from groupware.core.collation import unicode_casemap
 from groupware.mail.mime import ParsedMessage, parse_message, part_content
-from groupware.mail.models import Email, EmailMailbox, Mailbox
+from groupware.mail.models import Email, EmailMailbox
 from groupware.mail.search import SearchDocument, search_document
 from groupware.mail.services import threads
 from groupware.mail.services.counts import (
@@ -353,7 +354,13 @@ def _existing_mailboxes(account: Account, id_lists: Iterable[Iterable[int]]) -> 
     wanted = {pk for ids in id_lists for pk in ids}
     if not wanted:
         return set()
-    return set(Mailbox.objects.filter(account_id=account.pk, pk__in=wanted).values_list("pk", flat=True))
+    return {
+        pk
+        for (pk,) in sql.rows(
+            f"SELECT id FROM mail_mailbox WHERE account_id = %s AND id IN ({sql.placeholders(len(wanted))})",  # noqa: S608
+            [account.pk, *wanted],
+        )
+    }
 
 
 def _mailbox_pks(mailbox_ids: Iterable[int], existing: set[int]) -> list[int]:
@@ -417,7 +424,7 @@ def emails_import(
     is who adds them."""
     results: list[Email | Exception] = [EmailError("not stored")] * len(items)
     mailbox_lists = [list(item.mailbox_ids) for item in items]
-    with account_changes(account.pk) as changes:
+    with account_changes_joined(account.pk) as changes:
         existing = _existing_mailboxes(account, mailbox_lists)
         checked: dict[int, tuple[list[int], dict[str, bool]]] = {}
         for position, item in enumerate(items):
@@ -446,11 +453,7 @@ def emails_import(
         for position in checked:
             if position not in shas:
                 raw = items[position].prepared.raw
-                stored = blob_store(
-                    account=account, stream_or_bytes=raw, type=MESSAGE_TYPE, max_size=max_message_size(), user=user
-                )
-                blob_pin(account, blob_id(stored.blob_id), user=user)
-                shas[position] = stored.blob_id
+                shas[position] = blob_store_pinned(account=account, content=raw, type=MESSAGE_TYPE, user=user)
         order = sorted(checked)
         new = [
             NewEmail(

@@ -17,6 +17,7 @@ from datetime import datetime
 from typing import Any
 
 from accounts.models import Account
+from groupware.core import sql
 from groupware.core.changes import Change, ChangeSet
 from groupware.mail.models import Email, EmailMailbox, MessageIdIndex, Thread
 from groupware.mail.search import SearchDocument, search_index_write
@@ -78,8 +79,12 @@ def _thread_plan(account: Account, items: Sequence[NewEmail]) -> tuple[list[Thre
     known: dict[tuple[str, str], set[ThreadKey]] = {}
     existing: set[tuple[str, str, int]] = set()
     for chunk in in_chunks(wanted, 500):
-        rows = MessageIdIndex.objects.filter(account_id=account.pk, message_id__in=chunk)
-        for message_id, subject_key, thread_pk in rows.values_list("message_id", "base_subject", "thread_id"):
+        rows = sql.rows(
+            "SELECT message_id, base_subject, thread_id FROM mail_messageidindex"  # noqa: S608
+            f" WHERE account_id = %s AND message_id IN ({sql.placeholders(len(chunk))})",
+            [account.pk, *chunk],
+        )
+        for message_id, subject_key, thread_pk in rows:
             known.setdefault((message_id, subject_key), set()).add(thread_pk)
             existing.add((message_id, subject_key, thread_pk))
     plan: list[ThreadKey] = []
@@ -117,7 +122,7 @@ def _write(
     if before is None:
         before = thread_snapshot(account.pk, old_threads)
     new_keys = sorted({key for key in plan if key < 0}, reverse=True)  # -1, -2, ... in order
-    created = Thread.objects.bulk_create([Thread(account=account) for _ in new_keys])
+    created = sql.insert(Thread, [Thread(account=account) for _ in new_keys])
     thread_of = {key: thread.pk for key, thread in zip(new_keys, created, strict=True)}
     for key in old_threads:
         thread_of[key] = key
@@ -127,7 +132,8 @@ def _write(
         changes.record(THREAD_TYPE, thread_id(pk), Change.UPDATED)
     before = replace(before, thread_ids=before.thread_ids | {thread.pk for thread in created})
 
-    emails = Email.objects.bulk_create(
+    emails = sql.insert(
+        Email,
         [
             Email(
                 account=account,
@@ -140,7 +146,7 @@ def _write(
                 **item.columns,
             )
             for item, key in zip(items, plan, strict=True)
-        ]
+        ],
     )
     memberships: list[EmailMailbox] = []
     index_rows: list[MessageIdIndex] = []
@@ -163,8 +169,8 @@ def _write(
                     )
                 )
         changes.record(EMAIL_TYPE, email_id(email.pk), Change.CREATED)
-    EmailMailbox.objects.bulk_create(memberships)
-    MessageIdIndex.objects.bulk_create(index_rows)
+    sql.insert(EmailMailbox, memberships)
+    sql.insert(MessageIdIndex, index_rows)
     mailbox_counts_apply(account=account, before=before, after=thread_snapshot(account.pk, before.thread_ids))
     search_index_write([(email.pk, item.search) for item, email in zip(items, emails, strict=True)])
     return emails

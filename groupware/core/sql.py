@@ -1,0 +1,121 @@
+"""Plain SQL for the hottest statements (delivery, import, change tracking).
+
+Building a query with the ORM costs about as much Python time as a small statement costs
+the database (several hundred microseconds each); a write that runs thirty of them spends
+most of its time compiling SQL. The statements here are fixed strings with parameters that
+run unchanged on SQLite and PostgreSQL (``ON CONFLICT``, ``RETURNING`` and row values are
+in both); everything else keeps using the ORM.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any, TypeVar
+
+from django.db import connection
+from django.db.models import Model
+
+M = TypeVar("M", bound=Model)
+
+
+def rows(sql: str, params: Sequence[Any] = ()) -> list[tuple]:
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchall()
+
+
+def row(sql: str, params: Sequence[Any] = ()) -> tuple | None:
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchone()
+
+
+def value(sql: str, params: Sequence[Any] = ()) -> Any:
+    found = row(sql, params)
+    return None if found is None else found[0]
+
+
+def execute(sql: str, params: Sequence[Any] = ()) -> int:
+    """Run a statement; the number of rows it changed."""
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.rowcount
+
+
+def execute_many(sql: str, param_rows: Iterable[Sequence[Any]]) -> None:
+    with connection.cursor() as cursor:
+        cursor.executemany(sql, list(param_rows))
+
+
+def placeholders(count: int) -> str:
+    """ "%s, %s, ..." for an IN list or a VALUES row."""
+    return ", ".join(["%s"] * count)
+
+
+def for_update() -> str:
+    """ " FOR UPDATE" where the database locks rows (SQLite locks the whole database on write)."""
+    return " FOR UPDATE" if connection.features.has_select_for_update else ""
+
+
+def db_datetime(moment: datetime) -> Any:
+    """A timezone-aware datetime as the database's DateTimeField stores it."""
+    return connection.ops.adapt_datetimefield_value(moment)
+
+
+def db_json(data: Any) -> Any:
+    """A value as a JSONField stores it."""
+    from django.db.models import JSONField
+
+    return JSONField().get_db_prep_value(data, connection)
+
+
+def columns(model: type[Model]) -> tuple[str, list[str]]:
+    """The SELECT list of every concrete column of ``model`` and the attribute names."""
+    fields = model._meta.concrete_fields
+    return ", ".join(connection.ops.quote_name(field.column) for field in fields), [field.attname for field in fields]
+
+
+def instances(model: type[M], sql: str, params: Sequence[Any] = ()) -> list[M]:
+    """Model instances from a SELECT of ``columns(model)`` (values converted as the ORM does)."""
+    fields = model._meta.concrete_fields
+    names = [field.attname for field in fields]
+    converters = []
+    for index, field in enumerate(fields):
+        expression = field.get_col(model._meta.db_table)
+        functions = connection.ops.get_db_converters(expression) + field.get_db_converters(connection)
+        if functions:
+            converters.append((index, expression, functions))
+    found = []
+    for values in rows(sql, params):
+        if converters:
+            values = list(values)
+            for index, expression, functions in converters:
+                for function in functions:
+                    values[index] = function(values[index], expression, connection)
+        found.append(model.from_db(connection.alias, names, values))
+    return found
+
+
+def insert(model: type[M], objects: Sequence[M], *, chunk: int = 500) -> list[M]:
+    """INSERT the objects (one statement per ``chunk``) and set their primary keys, as
+    ``bulk_create`` does, with values prepared by each field as the ORM prepares them."""
+    if not objects:
+        return list(objects)
+    meta = model._meta
+    fields = [field for field in meta.concrete_fields if not field.primary_key]
+    quote = connection.ops.quote_name
+    head = f"INSERT INTO {quote(meta.db_table)} ({', '.join(quote(field.column) for field in fields)}) VALUES "  # noqa: S608
+    row_sql = "(" + placeholders(len(fields)) + ")"
+    returning = f" RETURNING {quote(meta.pk.column)}"
+    for start in range(0, len(objects), chunk):
+        batch = objects[start : start + chunk]
+        params: list[Any] = []
+        for obj in batch:
+            params.extend(field.get_db_prep_save(field.pre_save(obj, True), connection) for field in fields)
+        keys = rows(head + ", ".join([row_sql] * len(batch)) + returning, params)
+        for obj, (key,) in zip(batch, keys, strict=True):
+            setattr(obj, meta.pk.attname, key)
+            obj._state.adding = False
+            obj._state.db = connection.alias
+    return list(objects)
