@@ -141,3 +141,14 @@ set "company" "ACME";
 set "s" "$";
 reject "${full}|${company}|${BAD${Company}|${President, ${Company} Inc.}|${s}{company}|${0000001}";"""
     assert actions(script) == [Reject("|ACME|${BADACME|${President, ACME Inc.}|${company}|")]
+
+
+def test_ascii_fold_lowers_only_ascii_letters():
+    # i;ascii-casemap (RFC 4790 §9.2): A-Z map to a-z; every other character stays,
+    # including non-ASCII capitals and characters whose Unicode lowercase is ASCII.
+    from groupware.mail.sieve.match import ascii_fold
+
+    assert ascii_fold("Hello WORLD 123") == "hello world 123"
+    assert ascii_fold("ÀÉÎ Straße ΣΑΣ") == "ÀÉÎ Straße ΣΑΣ"
+    assert ascii_fold("\u212a\u0130 X") == "\u212a\u0130 x"  # Kelvin sign, dotted I: unchanged
+    assert ascii_fold("Привет ABC \udcff") == "Привет abc \udcff"  # lone surrogates survive
