@@ -8,7 +8,7 @@ from datetime import datetime
 from django.core.exceptions import ValidationError
 from django.core.validators import DomainNameValidator, EmailValidator
 from django.db import transaction
-from django.db.models import F, FilteredRelation, Q
+from django.db.models import F
 from django.utils import timezone
 
 from accounts.credentials import (
@@ -19,6 +19,7 @@ from accounts.credentials import (
     secret_digest,
 )
 from accounts.models import Account, AccountGrant, Alias, ApiToken, AppPassword, Domain, User
+from groupware.core import sql
 from jmap.context import AccountAccess
 
 # Called with the new user's personal Account inside the creating transaction, so later
@@ -86,16 +87,23 @@ def accessible_accounts(user: User) -> list[AccountAccess]:
 
     One query: owned accounts and accounts granted to the user (a LEFT JOIN on the grant).
     """
-    accounts = (
-        Account.objects.annotate(share=FilteredRelation("grants", condition=Q(grants__user=user)))
-        .filter(Q(owner=user) | Q(share__isnull=False))
-        .annotate(grant_may_write=F("share__may_write"))
-        .order_by("pk")
-    )
+    global _ACCESS_SQL
+    if _ACCESS_SQL is None:
+        columns = ", ".join(f"a.{column}" for column in sql.columns(Account)[0].split(", "))
+        _ACCESS_SQL = (
+            f"SELECT {columns}, g.may_write FROM accounts_account a"  # noqa: S608 (column names only)
+            " LEFT JOIN accounts_accountgrant g ON g.account_id = a.id AND g.user_id = %s"
+            " WHERE a.owner_id = %s OR g.id IS NOT NULL ORDER BY a.id"
+        )
+    # Plain SQL (groupware.core.sql): every API request starts here.
+    found = sql.instances(Account, _ACCESS_SQL, [user.pk, user.pk], extra=1)
     return [
-        AccountAccess(account=account, is_read_only=account.owner_id != user.pk and not account.grant_may_write)
-        for account in accounts
+        AccountAccess(account=account, is_read_only=account.owner_id != user.pk and not may_write)
+        for account, (may_write,) in found
     ]
+
+
+_ACCESS_SQL: str | None = None
 
 
 def account_grant(*, account: Account, user: User, may_write: bool = False) -> AccountGrant:

@@ -133,6 +133,8 @@ class MailboxType(ModelDataType):
 
     # -- records ----------------------------------------------------------------------------
 
+    plain_model = Mailbox
+
     def queryset(self, account: Account) -> Any:
         return Mailbox.objects.filter(account=account).order_by("pk")
 

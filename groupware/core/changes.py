@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
-from django.db import transaction
+from django.db import DEFAULT_DB_ALIAS, transaction
 from django.db.models import Max
 from django.utils import timezone
 
@@ -205,21 +205,35 @@ def decode_state(state: object) -> int | None:
 
 
 def type_state(account: Account, type_name: str) -> str:
-    """The current state of one type in an account: one index lookup."""
+    """The current state of one type in an account: one index lookup (plain SQL: every
+    /get, /set and /changes asks it)."""
     # ORDER BY ... LIMIT 1 rather than MAX(): the backward walk of the (account, type,
     # modseq) index whatever the planner's statistics say.
-    rows = ObjectChange.objects.filter(account_id=account.pk, type_name=type_name).order_by("-modseq")
-    top = rows.values_list("modseq", flat=True).first()
+    top = sql.value(
+        "SELECT modseq FROM core_objectchange WHERE account_id = %s AND type_name = %s ORDER BY modseq DESC LIMIT 1",
+        [account.pk, type_name],
+    )
     return encode_state(max(top or 0, account.purged_modseq))
 
 
+_CHANGE_FIELDS = ["id", "object_id", "created_modseq", "modseq", "destroyed"]
+
+
 def changes_since(account: Account, type_name: str, since: int, limit: int | None) -> list[ObjectChange]:
-    """The objects of a type changed after ``since``, oldest change first (one range scan)."""
-    query = ObjectChange.objects.filter(account_id=account.pk, type_name=type_name, modseq__gt=since).order_by("modseq")
-    query = query.only("object_id", "created_modseq", "modseq", "destroyed")
+    """The objects of a type changed after ``since``, oldest change first (one range scan;
+    plain SQL), with only the fields /changes reads loaded."""
+    query = (
+        "SELECT id, object_id, created_modseq, modseq, destroyed FROM core_objectchange"
+        " WHERE account_id = %s AND type_name = %s AND modseq > %s ORDER BY modseq"
+    )
+    params: list[Any] = [account.pk, type_name, since]
     if limit is not None:
-        query = query[:limit]
-    return list(query)
+        query += " LIMIT %s"
+        params.append(limit)
+    return [
+        ObjectChange.from_db(DEFAULT_DB_ALIAS, _CHANGE_FIELDS, [pk, object_id, created, modseq, bool(destroyed)])
+        for pk, object_id, created, modseq, destroyed in sql.rows(query, params)
+    ]
 
 
 def purge_tombstones(*, older_than) -> int:

@@ -76,24 +76,26 @@ def columns(model: type[Model]) -> tuple[str, list[str]]:
     return ", ".join(connection.ops.quote_name(field.column) for field in fields), [field.attname for field in fields]
 
 
-def instances(model: type[M], sql: str, params: Sequence[Any] = ()) -> list[M]:
-    """Model instances from a SELECT of ``columns(model)`` (values converted as the ORM does)."""
+def instances(model: type[M], sql: str, params: Sequence[Any] = (), *, extra: int = 0) -> list[Any]:
+    """Model instances from a SELECT of ``columns(model)`` (values converted as the ORM
+    does). With ``extra`` more columns after those: (instance, tuple of the extra values)."""
     fields = model._meta.concrete_fields
     names = [field.attname for field in fields]
+    count = len(fields)
     converters = []
     for index, field in enumerate(fields):
         expression = field.get_col(model._meta.db_table)
         functions = connection.ops.get_db_converters(expression) + field.get_db_converters(connection)
         if functions:
             converters.append((index, expression, functions))
-    found = []
+    found: list[Any] = []
     for values in rows(sql, params):
-        if converters:
-            values = list(values)
-            for index, expression, functions in converters:
-                for function in functions:
-                    values[index] = function(values[index], expression, connection)
-        found.append(model.from_db(connection.alias, names, values))
+        own = list(values[:count])
+        for index, expression, functions in converters:
+            for function in functions:
+                own[index] = function(own[index], expression, connection)
+        instance = model.from_db(connection.alias, names, own)
+        found.append((instance, tuple(values[count:])) if extra else instance)
     return found
 
 
