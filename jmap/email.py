@@ -17,19 +17,21 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from datetime import timezone as dt_timezone
+from types import SimpleNamespace
 from typing import Any
 
 from django.conf import settings
 
 from accounts.quotas import OverQuota
+from groupware.core import sql
 from groupware.core.blobs import BlobNotFound, blob_id, parse_blob_id
 from groupware.core.changes import account_changes, encode_state, type_state
 from groupware.core.ids import is_valid_id
 from groupware.mail import headers as mail_headers
 from groupware.mail.mime import body_value
-from groupware.mail.models import Email, EmailMailbox
+from groupware.mail.models import Email
 from groupware.mail.services import emails as email_services
-from groupware.mail.services.counts import EMAIL_ID_PREFIX, EMAIL_TYPE, mailbox_id, mailbox_pk, thread_id
+from groupware.mail.services.counts import EMAIL_ID_PREFIX, EMAIL_TYPE, in_chunks, mailbox_id, mailbox_pk, thread_id
 from groupware.mail.services.emails import (
     InvalidKeywords,
     InvalidMessage,
@@ -486,9 +488,14 @@ def attach_mailboxes(records: dict[int, Email]) -> None:
     """Set ``mailbox_pks`` on each Email (one query)."""
     by_email: dict[int, list[int]] = {pk: [] for pk in records}
     if records:
-        rows = EmailMailbox.objects.filter(email_id__in=list(records)).order_by("mailbox_id")
-        for email_pk, mailbox in rows.values_list("email_id", "mailbox_id"):
-            by_email[email_pk].append(mailbox)
+        for chunk in in_chunks(list(records), 1000):
+            # Plain SQL (groupware.core.sql): every Email/get of mailboxIds comes here.
+            for email_pk, mailbox in sql.rows(
+                "SELECT email_id, mailbox_id FROM mail_emailmailbox"  # noqa: S608
+                f" WHERE email_id IN ({sql.placeholders(len(chunk))}) ORDER BY mailbox_id",
+                chunk,
+            ):
+                by_email[email_pk].append(mailbox)
     for pk, record in records.items():
         record.mailbox_pks = by_email[pk]
 
@@ -584,10 +591,16 @@ def email_get(call: CallContext, arguments: dict[str, Any]) -> dict[str, Any]:
     keys, not_found = requested_keys(EMAIL, call, requested)
     records: dict[int, Email] = {}
     if keys:
-        query = Email.objects.filter(account_id=account.pk, pk__in=list(keys))
+        skipped: set[str] = set()
         if not any(prop in _NEEDS_PARSE or prop.startswith("header:") for prop in properties):
-            query = query.defer("parsed")  # the big column, only for structure and headers
-        records = {record.pk: record for record in query}
+            # The big column, only for structure and headers; and the JSON columns no
+            # requested property reads (decoding them was most of a list's /get).
+            skipped = {"parsed", *_unread_json_columns(properties)}
+        columns = [field.attname for field in Email._meta.concrete_fields if field.attname not in skipped]
+        # Rows as plain objects with the Email's attribute names: rendering only reads
+        # them, and building 50 model instances cost more than the query.
+        query = Email.objects.filter(account_id=account.pk, pk__in=list(keys)).values(*columns)
+        records = {row["id"]: SimpleNamespace(pk=row["id"], **row) for row in query}
         if "mailboxIds" in properties:
             attach_mailboxes(records)
     found = []
@@ -606,6 +619,18 @@ def email_get(call: CallContext, arguments: dict[str, Any]) -> dict[str, Any]:
             )
             found.append(render_email(view, properties, options))
     return {"accountId": account.jmap_id, "state": state, "list": found, "notFound": not_found}
+
+
+_JSON_COLUMNS = {"message_id", "in_reply_to", "references", "sender", "from_addresses", "to", "cc", "bcc", "reply_to"}
+
+
+def _unread_json_columns(properties: list[str]) -> list[str]:
+    """The JSON columns of Email that rendering these properties won't read."""
+    wanted = {_COLUMNS[prop] for prop in properties if prop in _COLUMNS}
+    unread = sorted(_JSON_COLUMNS - wanted)
+    if "keywords" not in properties:
+        unread.append("keywords")
+    return unread
 
 
 # -- Email/set --------------------------------------------------------------------------
