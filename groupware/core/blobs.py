@@ -148,8 +148,35 @@ def blob_find(account: Account, blob_id: object, *, user: User | None = None) ->
     sha256 = parse_blob_id(blob_id)
     if sha256 is None:
         return None
-    rows = AccountBlob.objects.select_related("blob").filter(account_id=account.pk, blob_id=sha256)
-    return visible_to(rows, user).first()
+    return _find_rows(account, [sha256], user).get(sha256)
+
+
+_FIND_SQL: str | None = None
+
+
+def _find_rows(account: Account, digests: list[str], user: User | None) -> dict[str, AccountBlob]:
+    """AccountBlob rows (with ``blob``) by digest, as ``visible_to`` filters them: plain SQL
+    (groupware.core.sql), as every import, download and blob reference reads them."""
+    global _FIND_SQL
+    if _FIND_SQL is None:
+        columns = ", ".join(f"ab.{column}" for column in sql.columns(AccountBlob)[0].split(", "))
+        _FIND_SQL = (
+            f"SELECT {columns}, b.size, b.created FROM core_accountblob ab"  # noqa: S608 (column names only)
+            " JOIN core_blob b ON b.sha256 = ab.blob_id WHERE ab.account_id = %s AND ab.blob_id IN ({digests})"
+        )
+    query = _FIND_SQL.replace("{digests}", sql.placeholders(len(digests)))
+    params: list[Any] = [account.pk, *digests]
+    if user is not None:
+        query += (
+            " AND (ab.refcount > 0 OR EXISTS (SELECT 1 FROM core_accountblob_uploaders u"
+            " WHERE u.accountblob_id = ab.id AND u.user_id = %s))"
+        )
+        params.append(user.pk)
+    found = {}
+    for row, (size, created) in sql.instances(AccountBlob, query, params, extra=2):
+        row.blob = Blob(sha256=row.blob_id, size=size, created=_read_datetime(created))
+        found[row.blob_id] = row
+    return found
 
 
 # Blob ids that name content derived from a stored blob (e.g. one MIME part of a stored
@@ -186,10 +213,10 @@ def _open_derived(account: Account, blob_id: object, user: User | None) -> OpenB
 def blob_find_many(account: Account, blob_ids: Iterable[object], *, user: User | None = None) -> dict[str, AccountBlob]:
     """The account's rows (with ``blob``) for plain blob ids it can see, by digest: one query."""
     digests = sorted({digest for digest in map(parse_blob_id, blob_ids) if digest is not None})
-    if not digests:
-        return {}
-    rows = AccountBlob.objects.select_related("blob").filter(account_id=account.pk, blob_id__in=digests)
-    return {row.blob_id: row for row in visible_to(rows, user)}
+    found: dict[str, AccountBlob] = {}
+    for start in range(0, len(digests), 500):
+        found.update(_find_rows(account, digests[start : start + 500], user))
+    return found
 
 
 def blob_open(account: Account, blob_id: object, *, user: User | None = None) -> OpenBlob | None:
