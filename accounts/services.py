@@ -89,9 +89,8 @@ def accessible_accounts(user: User) -> list[AccountAccess]:
     """
     global _ACCESS_SQL
     if _ACCESS_SQL is None:
-        columns = ", ".join(f"a.{column}" for column in sql.columns(Account)[0].split(", "))
         _ACCESS_SQL = (
-            f"SELECT {columns}, g.may_write FROM accounts_account a"  # noqa: S608 (column names only)
+            f"SELECT {sql.columns(Account, 'a')[0]}, g.may_write FROM accounts_account a"  # noqa: S608 (column names only)
             " LEFT JOIN accounts_accountgrant g ON g.account_id = a.id AND g.user_id = %s"
             " WHERE a.owner_id = %s OR g.id IS NOT NULL ORDER BY a.id"
         )

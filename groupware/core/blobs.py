@@ -159,9 +159,8 @@ def _find_rows(account: Account, digests: list[str], user: User | None) -> dict[
     (groupware.core.sql), as every import, download and blob reference reads them."""
     global _FIND_SQL
     if _FIND_SQL is None:
-        columns = ", ".join(f"ab.{column}" for column in sql.columns(AccountBlob)[0].split(", "))
         _FIND_SQL = (
-            f"SELECT {columns}, b.size, b.created FROM core_accountblob ab"  # noqa: S608 (column names only)
+            f"SELECT {sql.columns(AccountBlob, 'ab')[0]}, b.size, b.created FROM core_accountblob ab"  # noqa: S608 (column names only)
             " JOIN core_blob b ON b.sha256 = ab.blob_id WHERE ab.account_id = %s AND ab.blob_id IN ({digests})"
         )
     query = _FIND_SQL.replace("{digests}", sql.placeholders(len(digests)))

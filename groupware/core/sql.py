@@ -70,10 +70,13 @@ def db_json(data: Any) -> Any:
     return JSONField().get_db_prep_value(data, connection)
 
 
-def columns(model: type[Model]) -> tuple[str, list[str]]:
-    """The SELECT list of every concrete column of ``model`` and the attribute names."""
+def columns(model: type[Model], alias: str = "") -> tuple[str, list[str]]:
+    """The SELECT list of every concrete column of ``model`` (each prefixed with the table
+    ``alias`` if given) and the attribute names."""
     fields = model._meta.concrete_fields
-    return ", ".join(connection.ops.quote_name(field.column) for field in fields), [field.attname for field in fields]
+    prefix = f"{alias}." if alias else ""
+    quote = connection.ops.quote_name
+    return ", ".join(prefix + quote(field.column) for field in fields), [field.attname for field in fields]
 
 
 def instances(model: type[M], sql: str, params: Sequence[Any] = (), *, extra: int = 0) -> list[Any]:
