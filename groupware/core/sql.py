@@ -79,18 +79,31 @@ def columns(model: type[Model], alias: str = "") -> tuple[str, list[str]]:
     return ", ".join(prefix + quote(field.column) for field in fields), [field.attname for field in fields]
 
 
+_converters: dict[tuple[str, type[Model]], list[tuple[int, Any, list[Any]]]] = {}
+
+
+def _converters_of(model: type[Model]) -> list[tuple[int, Any, list[Any]]]:
+    """(column index, expression, converter functions) of the model's columns that need
+    converting on this database (e.g. text to datetime on SQLite), worked out once."""
+    key = (connection.vendor, model)
+    found = _converters.get(key)
+    if found is None:
+        found = []
+        for index, field in enumerate(model._meta.concrete_fields):
+            expression = field.get_col(model._meta.db_table)
+            functions = connection.ops.get_db_converters(expression) + field.get_db_converters(connection)
+            if functions:
+                found.append((index, expression, functions))
+        _converters[key] = found
+    return found
+
+
 def instances(model: type[M], sql: str, params: Sequence[Any] = (), *, extra: int = 0) -> list[Any]:
     """Model instances from a SELECT of ``columns(model)`` (values converted as the ORM
     does). With ``extra`` more columns after those: (instance, tuple of the extra values)."""
-    fields = model._meta.concrete_fields
-    names = [field.attname for field in fields]
-    count = len(fields)
-    converters = []
-    for index, field in enumerate(fields):
-        expression = field.get_col(model._meta.db_table)
-        functions = connection.ops.get_db_converters(expression) + field.get_db_converters(connection)
-        if functions:
-            converters.append((index, expression, functions))
+    names = [field.attname for field in model._meta.concrete_fields]
+    count = len(names)
+    converters = _converters_of(model)
     found: list[Any] = []
     for values in rows(sql, params):
         own = list(values[:count])
