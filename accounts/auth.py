@@ -49,6 +49,7 @@ from accounts.credentials import (
     secret_digest,
 )
 from accounts.models import ApiToken, AppPassword, User
+from groupware.core import sql
 from jmap.jsonio import dumps
 
 logger = logging.getLogger("accounts.auth")
@@ -346,30 +347,17 @@ def _cached_basic(login: str, password: str) -> User | None:
     return None
 
 
-_user_select: dict[str, tuple[str, list[str]]] = {}
+_USER_SQL: str | None = None
 
 
 def _user_by_pk(pk: int) -> User | None:
-    """A User by primary key through a prepared SELECT: this runs on every cached request,
-    where building the query through the ORM cost more than the database round trip."""
-    from django.db import connections, router
-
-    alias = router.db_for_read(User)
-    connection = connections[alias]
-    prepared = _user_select.get(connection.vendor)
-    if prepared is None:
-        columns = [field.column for field in User._meta.concrete_fields]
-        quote = connection.ops.quote_name
-        # Identifiers come from the model definition; the only value is a bound parameter.
-        select = ", ".join(quote(column) for column in columns)
-        table, key = quote(User._meta.db_table), quote(User._meta.pk.column)
-        sql = f"SELECT {select} FROM {table} WHERE {key} = %s"  # noqa: S608
-        prepared = _user_select[connection.vendor] = (sql, [f.attname for f in User._meta.concrete_fields])
-    sql, attnames = prepared
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [pk])
-        row = cursor.fetchone()
-    return None if row is None else User.from_db(alias, attnames, row)
+    """A User by primary key in plain SQL (groupware.core.sql): this runs on every cached
+    request, where building the query through the ORM cost more than the round trip."""
+    global _USER_SQL
+    if _USER_SQL is None:
+        _USER_SQL = f"SELECT {sql.columns(User)[0]} FROM accounts_user WHERE id = %s"  # noqa: S608 (column names)
+    found = sql.instances(User, _USER_SQL, [pk])
+    return found[0] if found else None
 
 
 def verify_basic(login: str, password: str) -> User | None:

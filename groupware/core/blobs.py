@@ -37,7 +37,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import IO, Any, Protocol
 
 from django.conf import settings
@@ -173,7 +173,7 @@ def _find_rows(account: Account, digests: list[str], user: User | None) -> dict[
         params.append(user.pk)
     found = {}
     for row, (size, created) in sql.instances(AccountBlob, query, params, extra=2):
-        row.blob = Blob(sha256=row.blob_id, size=size, created=_read_datetime(created))
+        row.blob = Blob(sha256=row.blob_id, size=size, created=sql.read_datetime(created))
         found[row.blob_id] = row
     return found
 
@@ -319,18 +319,11 @@ def _store_rows(
                 [pk, user.pk],
             )
     account_blob = AccountBlob(
-        pk=pk, account_id=account.pk, blob_id=sha256, type=type, refcount=refcount, created=_read_datetime(created)
+        pk=pk, account_id=account.pk, blob_id=sha256, type=type, refcount=refcount, created=sql.read_datetime(created)
     )
     account_blob._state.adding = False
     account_blob.blob = Blob(sha256=sha256, size=size, created=moment)
     return account_blob
-
-
-def _read_datetime(value: Any) -> datetime:
-    """A DateTimeField read with plain SQL (SQLite gives text in UTC)."""
-    if isinstance(value, datetime):
-        return value if value.tzinfo else value.replace(tzinfo=UTC)
-    return datetime.fromisoformat(str(value)).replace(tzinfo=UTC)
 
 
 def blob_write(content: bytes) -> str:

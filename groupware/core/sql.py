@@ -9,8 +9,8 @@ in both); everything else keeps using the ORM.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from datetime import datetime
+from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from django.db import connection
@@ -43,11 +43,6 @@ def execute(sql: str, params: Sequence[Any] = ()) -> int:
         return cursor.rowcount
 
 
-def execute_many(sql: str, param_rows: Iterable[Sequence[Any]]) -> None:
-    with connection.cursor() as cursor:
-        cursor.executemany(sql, list(param_rows))
-
-
 def placeholders(count: int) -> str:
     """ "%s, %s, ..." for an IN list or a VALUES row."""
     return ", ".join(["%s"] * count)
@@ -63,11 +58,11 @@ def db_datetime(moment: datetime) -> Any:
     return connection.ops.adapt_datetimefield_value(moment)
 
 
-def db_json(data: Any) -> Any:
-    """A value as a JSONField stores it."""
-    from django.db.models import JSONField
-
-    return JSONField().get_db_prep_value(data, connection)
+def read_datetime(value: Any) -> datetime:
+    """A DateTimeField value as a plain SELECT returns it (SQLite: text in UTC) as an aware datetime."""
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    return datetime.fromisoformat(str(value)).replace(tzinfo=UTC)
 
 
 def columns(model: type[Model], alias: str = "") -> tuple[str, list[str]]:

@@ -23,7 +23,7 @@ import os
 import socket
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from email.utils import format_datetime
 from typing import Any
 
@@ -372,7 +372,7 @@ def _commit(
                 "SELECT id, created FROM mail_deliveryrecord WHERE account_id = %s AND key = %s", [account.pk, key]
             )
             if existing is not None:
-                if _as_datetime(existing[1]) >= _window_start(now):
+                if sql.read_datetime(existing[1]) >= _window_start(now):
                     raise _Duplicate
                 sql.execute("DELETE FROM mail_deliveryrecord WHERE id = %s", [existing[0]])
             email_pk: int | None = None
@@ -407,13 +407,6 @@ def _store(account: Account, prepared: PreparedEmail, mailbox_pks: list[int], ke
     if isinstance(result, Exception):
         raise result
     return result
-
-
-def _as_datetime(value: Any) -> datetime:
-    """A DateTimeField read with plain SQL (SQLite gives text)."""
-    if isinstance(value, datetime):
-        return value if value.tzinfo else value.replace(tzinfo=UTC)
-    return datetime.fromisoformat(str(value)).replace(tzinfo=UTC)
 
 
 def _blob_durable(sha256: str) -> None:
