@@ -78,6 +78,6 @@ def session_resource(user: User, request: HttpRequest) -> dict[str, Any]:
         # RFC 8620 §2: URI Templates (RFC 6570) level 1 with these variables.
         "downloadUrl": base + "/jmap/download/{accountId}/{blobId}/{name}?accept={type}",
         "uploadUrl": base + "/jmap/upload/{accountId}/",
-        "eventSourceUrl": base + "/jmap/push/eventsource/?types={types}&closeafter={closeafter}&ping={ping}",
+        "eventSourceUrl": base + reverse("jmap-eventsource") + "?types={types}&closeafter={closeafter}&ping={ping}",
         "state": session_state(user),
     }

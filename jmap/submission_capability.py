@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from django.conf import settings
 from django.utils import timezone
 
+from groupware.mail.submission.services import max_delayed_send
 from jmap.errors import MethodError, SetError
 from jmap.registry import Capability, registry
 
@@ -29,7 +30,7 @@ MDN = "urn:ietf:params:jmap:mdn"
 
 def submission_extensions() -> dict[str, list[str]]:
     """The SMTP submission extensions clients may use in an Envelope (RFC 8621 §1.3.2)."""
-    delay = int(settings.SUBMISSION_MAX_DELAYED_SEND)
+    delay = max_delayed_send()
     extensions: dict[str, list[str]] = {"SIZE": [str(settings.SUBMISSION_MAX_MESSAGE_SIZE)]}
     if delay > 0:
         # RFC 4865 §3: max-future-release-interval and max-future-release-date-time.
@@ -42,7 +43,7 @@ def _submission_value(account: Account) -> dict[str, Any] | None:
     if not account.is_personal:
         return None
     return {
-        "maxDelayedSend": int(settings.SUBMISSION_MAX_DELAYED_SEND),
+        "maxDelayedSend": max_delayed_send(),
         "submissionExtensions": submission_extensions(),
     }
 

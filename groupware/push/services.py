@@ -196,8 +196,10 @@ def push_subscriptions_prune(*, user_pk: int) -> int:
     (revoked or expired app password or token, changed password, disabled user): RFC 8620
     §7.2 "the push subscription MUST be destroyed". Run when a user's credentials change
     and before each push is sent."""
-    user = User.objects.filter(pk=user_pk).first()
     subscriptions = list(PushSubscription.objects.filter(user_id=user_pk))
+    if not subscriptions:  # most users have none: no need to look at their credentials
+        return 0
+    user = User.objects.filter(pk=user_pk).first()
     # One check per credential, not per subscription (a device may hold several).
     valid = {c: user is not None and credential_valid(user, c) for c in {s.credential for s in subscriptions}}
     dead = [s.pk for s in subscriptions if not valid[s.credential]]

@@ -192,7 +192,8 @@ def sieve_duplicate_key(key: str) -> str:
 
 _FILTERS = (
     "SELECT (SELECT blob_id FROM mail_sievescript WHERE account_id = %s AND is_active LIMIT 1),"
-    " (SELECT 1 FROM mail_vacationresponse WHERE account_id = %s AND is_enabled LIMIT 1)"
+    " (SELECT 1 FROM mail_vacationresponse WHERE account_id = %s AND is_enabled LIMIT 1),"
+    " (SELECT id FROM mail_mailbox WHERE account_id = %s AND role = 'inbox' LIMIT 1)"
 )
 
 
@@ -211,12 +212,11 @@ def plan_delivery(
     now = now or timezone.now()
     plan = DeliveryPlan()
     # One plain-SQL statement (groupware.core.sql) for what every delivery asks first.
-    script_sha, vacation_enabled = sql.row(_FILTERS, [account.pk, account.pk]) or (None, None)
+    script_sha, vacation_enabled, inbox = sql.row(_FILTERS, [account.pk] * 3) or (None, None, None)
     vacation = VacationResponse.objects.filter(account_id=account.pk).first() if vacation_enabled else None
     use_vacation = vacation_active(vacation, now)
     if script_sha is None and not use_vacation:
         # No filter: only the inbox is needed, not the whole mailbox tree.
-        inbox = sql.value("SELECT id FROM mail_mailbox WHERE account_id = %s AND role = 'inbox'", [account.pk])
         plan.targets.append(MailboxRef(inbox))
         return plan
 

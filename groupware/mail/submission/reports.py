@@ -427,9 +427,3 @@ def _record_report(
         submission.save(update_fields=[blob_field, "delivery_status"])
         changes.record(SUBMISSION_TYPE, submission_id(submission.pk), Change.UPDATED)
     return submission
-
-
-def submission_mdn_received(*, account: Account, raw: bytes) -> EmailSubmission | None:
-    """An incoming MDN for the account: the delivery pipeline calls this (or the general
-    submission_report_received, which handles DSNs too)."""
-    return submission_report_received(account=account, raw=raw)

@@ -1,4 +1,4 @@
-"""Sieve engine benchmark: ``python -m groupware.mail.sieve.bench [rounds]``.
+"""Sieve engine benchmark: ``.venv/bin/python -m bench.sieve [rounds]``.
 
 Parses a 53-rule script and runs it against a 56 KB message; prints CPU milliseconds per parse
 and per delivery (MessageView.from_bytes + evaluate).
@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 import time
 
-from . import Envelope, Environment, MessageView, evaluate, parse
+from groupware.mail.sieve import Envelope, Environment, MessageView, evaluate, parse
 
 RULES = "\n".join(
     f'if anyof (header :contains "subject" "topic{index}", address :domain :is "from" "domain{index}.example") {{\n'
