@@ -1,8 +1,10 @@
 """Django admin for users, domains, aliases, credentials and JMAP accounts.
 
 Creating anything goes through accounts.services (a user gets their JMAP account, a
-credential gets a generated secret shown once). Saving a changed row in the admin only
-touches plain attributes (names, flags) that no service adds behaviour to.
+credential gets a generated secret shown once), and so do the changes a service adds
+behaviour to: enabling or disabling a user and setting a password end the push
+subscriptions and streams of the old credential (services.user_enable/user_disable/
+user_set_password). Other changed attributes (names, flags) are saved as they are.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.contrib.auth import password_validation
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
+from django.contrib.auth.forms import AdminPasswordChangeForm
 from django.contrib.auth.forms import UserChangeForm as DjangoUserChangeForm
 from django.core.exceptions import ValidationError
 from django.db.models import F, Func, Model, OuterRef, QuerySet, Subquery, Value
@@ -170,10 +173,20 @@ def _personal(field: str) -> Subquery:
     return Subquery(account.values(field)[:1])
 
 
+class UserPasswordForm(AdminPasswordChangeForm):
+    """The admin's password page, through services.user_set_password."""
+
+    def save(self, commit: bool = True) -> Any:
+        usable = self.cleaned_data.get("set_usable_password", True)
+        services.user_set_password(user=self.user, password=self.cleaned_data["password1"] if usable else None)
+        return self.user
+
+
 @admin.register(User)
 class UserAdmin(DjangoUserAdmin):
     form = UserChangeForm
     add_form = UserAddForm
+    change_password_form = UserPasswordForm
     fieldsets = (
         (None, {"fields": ("email", "password")}),
         ("Personal info", {"fields": ("name",)}),
@@ -236,6 +249,8 @@ class UserAdmin(DjangoUserAdmin):
     def save_model(self, request: HttpRequest, obj: Any, form: forms.ModelForm, change: bool) -> None:
         if change:  # when adding, UserAddForm.save() has created the user already
             super().save_model(request, obj, form, change)
+            if "is_active" in form.changed_data:
+                (services.user_enable if obj.is_active else services.user_disable)(user=obj)
 
     @admin.action(description="Disable selected users", permissions=["change"])
     def disable_users(self, request: HttpRequest, queryset: QuerySet[User]) -> None:

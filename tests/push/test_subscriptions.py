@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from django.core.management import call_command
 
+from accounts.models import User
 from groupware.push.models import PushSubscription, VapidKey
 from groupware.push.services import push_url_problem, vapid_key_current
 from tests.push.pushservice import ClientKeys
@@ -255,3 +256,38 @@ def test_subscription_ends_with_a_password_change(jmap, user, django_capture_on_
         user_set_password(user=user, password="a brand new password for alice")
     # The one made with the old password is gone; the app password's stays.
     assert _subscription_ids(laptop) == [kept]
+
+
+def test_admin_password_page_ends_the_old_passwords_subscriptions(
+    jmap, user, admin_client, django_capture_on_commit_callbacks
+):
+    # The admin's password page goes through user_set_password like every other caller.
+    from accounts.services import app_password_create
+    from tests.conftest import basic
+
+    _, secret = app_password_create(user=user, name="laptop")
+    laptop = _client_with(user, basic(user.email, secret))
+    kept = create(laptop)["created"]["s"]["id"]
+    create(jmap)
+    with django_capture_on_commit_callbacks(execute=True):
+        response = admin_client.post(
+            f"/admin/accounts/user/{user.pk}/password/",
+            {"password1": "another long password", "password2": "another long password", "usable_password": "true"},
+        )
+    assert response.status_code == 302
+    assert _subscription_ids(laptop) == [kept]
+
+
+def test_admin_change_form_disabling_a_user_ends_their_subscriptions(
+    jmap, user, admin_client, django_capture_on_commit_callbacks
+):
+    create(jmap)
+    assert PushSubscription.objects.filter(user=user).exists()
+    with django_capture_on_commit_callbacks(execute=True):
+        response = admin_client.post(
+            f"/admin/accounts/user/{user.pk}/change/",
+            {"email": user.email, "name": user.name, "date_joined_0": "2020-01-01"},  # is_active unticked
+        )
+    assert response.status_code == 302
+    assert not User.objects.get(pk=user.pk).is_active
+    assert not PushSubscription.objects.filter(user=user).exists()
