@@ -15,6 +15,7 @@ from django.conf import settings
 from django.core import signing
 from django.http import HttpRequest, HttpResponse
 
+from accounts.credentials import Credential, credential_valid
 from accounts.models import User
 from jmap.http import authenticated, json_response, method_not_allowed
 
@@ -24,7 +25,10 @@ _SALT = "groupware.push.access-token"
 def push_token_create(user: User) -> str:
     # Stateless and short-lived (PUSH_TOKEN_SECONDS): it only has to outlive the moment
     # between asking for it and opening the connection.
-    return signing.dumps({"u": user.pk}, salt=_SALT, compress=False)
+    # The credential that asked for it goes along, so what the token opens ends with it too.
+    credential = user.credential
+    carried = None if credential is None else [credential.kind, credential.pk, credential.fingerprint]
+    return signing.dumps({"u": user.pk, "c": carried}, salt=_SALT, compress=False)
 
 
 def push_token_user(token: str) -> User | None:
@@ -35,7 +39,13 @@ def push_token_user(token: str) -> User | None:
         return None
     if not isinstance(payload, dict) or not isinstance(payload.get("u"), int):
         return None
-    return User.objects.filter(pk=payload["u"], is_active=True).first()
+    user = User.objects.filter(pk=payload["u"], is_active=True).first()
+    carried = payload.get("c")
+    if user is not None and isinstance(carried, list) and len(carried) == 3:
+        user.credential = Credential(*carried)
+        if not credential_valid(user, user.credential):
+            return None
+    return user
 
 
 @authenticated

@@ -17,6 +17,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
 from accounts.auth import AuthenticationFailed, authenticate_authorization
+from accounts.credentials import Credential, credential_valid
 from accounts.models import User
 from groupware.push.states import decode_push_state
 from jmap import engine, errors
@@ -53,10 +54,14 @@ def _authenticate(scope: dict[str, Any]) -> tuple[User, tuple[bool, dict[int, in
     return None if user is None else (user, load_access(user.pk))
 
 
-def _run_request(user_pk: int, request: dict[str, Any]) -> dict[str, Any] | None:
+def _run_request(user_pk: int, credential: Credential | None, request: dict[str, Any]) -> dict[str, Any] | None:
+    """Run one request as the user, with the credential that opened the connection; None
+    if that no longer authenticates them (disabled, password changed, revoked), as a new
+    HTTP request would be refused."""
     user = User.objects.filter(pk=user_pk, is_active=True).first()
-    if user is None:
+    if user is None or (credential is not None and not credential_valid(user, credential)):
         return None
+    user.credential = credential
     return engine.process(user, request, session_state=session_state(user))
 
 
@@ -155,7 +160,7 @@ class JmapWebSocketConsumer(AsyncWebsocketConsumer):
         assert self.user is not None
         try:
             # A few threads with persistent connections; requests of many connections share them.
-            result = await db_threads.run(_run_request, self.user.pk, request)
+            result = await db_threads.run(_run_request, self.user.pk, self.user.credential, request)
         except RequestError as error:
             await self._send_error(request_id, error)
             return
@@ -163,7 +168,7 @@ class JmapWebSocketConsumer(AsyncWebsocketConsumer):
             logger.exception("WebSocket request failed")
             await self._send_error(request_id, RequestError("serverFail", "An internal error occurred.", status=500))
             return
-        if result is None:  # the user was disabled meanwhile
+        if result is None:  # the user was disabled or the credential revoked meanwhile
             await self._shut()
             return
         response: dict[str, Any] = {"@type": "Response"}
