@@ -122,13 +122,14 @@ def script_text(sha256: str) -> str:
         return handle.read().decode("utf-8", errors="replace")
 
 
-def compiled_script(sha256: str) -> Any:
-    """The parsed script stored in this blob (parse errors raise the engine's error)."""
+def compiled_script(sha256: str, text: str | None = None) -> Any:
+    """The parsed script whose text has this sha-256: a script blob's, or ``text`` (parse
+    errors raise the engine's error). Parsed once per process while it stays in use."""
     with _scripts_lock:
         if sha256 in _scripts:
             _scripts.move_to_end(sha256)
             return _scripts[sha256]
-    script = sieve.parse(script_text(sha256))
+    script = sieve.parse(script_text(sha256) if text is None else text)
     with _scripts_lock:
         _scripts[sha256] = script
         while len(_scripts) > SCRIPT_CACHE_SIZE:
@@ -252,8 +253,9 @@ def plan_delivery(
     if use_vacation:
         assert vacation is not None
         try:
+            text = vacation_script(vacation, sender_address=user_addresses[0])
             outcome = sieve.evaluate(
-                sieve.parse(vacation_script(vacation, sender_address=user_addresses[0])),
+                compiled_script(hashlib.sha256(text.encode()).hexdigest(), text),
                 message=message,
                 envelope=envelope,
                 environment=environment,
