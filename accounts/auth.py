@@ -347,16 +347,11 @@ def _cached_basic(login: str, password: str) -> User | None:
     return None
 
 
-_USER_SQL: str | None = None
-
-
 def _user_by_pk(pk: int) -> User | None:
     """A User by primary key in plain SQL (groupware.core.sql): this runs on every cached
     request, where building the query through the ORM cost more than the round trip."""
-    global _USER_SQL
-    if _USER_SQL is None:
-        _USER_SQL = f"SELECT {sql.columns(User)[0]} FROM accounts_user WHERE id = %s"  # noqa: S608 (column names)
-    found = sql.instances(User, _USER_SQL, [pk])
+    query = f"SELECT {sql.columns(User)[0]} FROM accounts_user WHERE id = %s"  # noqa: S608 (column names)
+    found = sql.instances(User, query, [pk])
     return found[0] if found else None
 
 

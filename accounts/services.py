@@ -87,22 +87,17 @@ def accessible_accounts(user: User) -> list[AccountAccess]:
 
     One query: owned accounts and accounts granted to the user (a LEFT JOIN on the grant).
     """
-    global _ACCESS_SQL
-    if _ACCESS_SQL is None:
-        _ACCESS_SQL = (
-            f"SELECT {sql.columns(Account, 'a')[0]}, g.may_write FROM accounts_account a"  # noqa: S608 (column names only)
-            " LEFT JOIN accounts_accountgrant g ON g.account_id = a.id AND g.user_id = %s"
-            " WHERE a.owner_id = %s OR g.id IS NOT NULL ORDER BY a.id"
-        )
     # Plain SQL (groupware.core.sql): every API request starts here.
-    found = sql.instances(Account, _ACCESS_SQL, [user.pk, user.pk], extra=1)
+    query = (
+        f"SELECT {sql.columns(Account, 'a')[0]}, g.may_write FROM accounts_account a"  # noqa: S608 (column names only)
+        " LEFT JOIN accounts_accountgrant g ON g.account_id = a.id AND g.user_id = %s"
+        " WHERE a.owner_id = %s OR g.id IS NOT NULL ORDER BY a.id"
+    )
+    found = sql.instances(Account, query, [user.pk, user.pk], extra=1)
     return [
         AccountAccess(account=account, is_read_only=account.owner_id != user.pk and not may_write)
         for account, (may_write,) in found
     ]
-
-
-_ACCESS_SQL: str | None = None
 
 
 def account_grant(*, account: Account, user: User, may_write: bool = False) -> AccountGrant:

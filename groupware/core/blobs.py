@@ -151,19 +151,14 @@ def blob_find(account: Account, blob_id: object, *, user: User | None = None) ->
     return _find_rows(account, [sha256], user).get(sha256)
 
 
-_FIND_SQL: str | None = None
-
-
 def _find_rows(account: Account, digests: list[str], user: User | None) -> dict[str, AccountBlob]:
     """AccountBlob rows (with ``blob``) by digest, as ``visible_to`` filters them: plain SQL
     (groupware.core.sql), as every import, download and blob reference reads them."""
-    global _FIND_SQL
-    if _FIND_SQL is None:
-        _FIND_SQL = (
-            f"SELECT {sql.columns(AccountBlob, 'ab')[0]}, b.size, b.created FROM core_accountblob ab"  # noqa: S608 (column names only)
-            " JOIN core_blob b ON b.sha256 = ab.blob_id WHERE ab.account_id = %s AND ab.blob_id IN ({digests})"
-        )
-    query = _FIND_SQL.replace("{digests}", sql.placeholders(len(digests)))
+    query = (
+        f"SELECT {sql.columns(AccountBlob, 'ab')[0]}, b.size, b.created FROM core_accountblob ab"  # noqa: S608 (column names only)
+        " JOIN core_blob b ON b.sha256 = ab.blob_id"
+        f" WHERE ab.account_id = %s AND ab.blob_id IN ({sql.placeholders(len(digests))})"
+    )
     params: list[Any] = [account.pk, *digests]
     if user is not None:
         query += (

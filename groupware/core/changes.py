@@ -176,17 +176,11 @@ def accounts_changes(account_pks: Iterable[int]) -> Iterator[dict[int, ChangeSet
                 _active.reset(token)
 
 
-_ACCOUNT_COLUMNS: str | None = None
-
-
 def _lock_accounts(pks: list[int]) -> list[Account]:
     """The account rows, locked, in ascending id order (plain SQL: every write starts here)."""
-    global _ACCOUNT_COLUMNS
-    if _ACCOUNT_COLUMNS is None:
-        _ACCOUNT_COLUMNS = sql.columns(Account)[0]
     return sql.instances(
         Account,
-        f"SELECT {_ACCOUNT_COLUMNS} FROM accounts_account WHERE id IN ({sql.placeholders(len(pks))})"  # noqa: S608
+        f"SELECT {sql.columns(Account)[0]} FROM accounts_account WHERE id IN ({sql.placeholders(len(pks))})"  # noqa: S608
         f" ORDER BY id{sql.for_update()}",
         pks,
     )

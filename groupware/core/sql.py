@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from functools import cache
 from typing import Any, TypeVar
 
 from django.db import connection
@@ -67,29 +68,28 @@ def read_datetime(value: Any) -> datetime:
 
 def columns(model: type[Model], alias: str = "") -> tuple[str, list[str]]:
     """The SELECT list of every concrete column of ``model`` (each prefixed with the table
-    ``alias`` if given) and the attribute names."""
+    ``alias`` if given) and the attribute names; worked out once per database."""
+    return _columns(connection.vendor, model, alias)
+
+
+@cache
+def _columns(vendor: str, model: type[Model], alias: str) -> tuple[str, list[str]]:
     fields = model._meta.concrete_fields
     prefix = f"{alias}." if alias else ""
     quote = connection.ops.quote_name
     return ", ".join(prefix + quote(field.column) for field in fields), [field.attname for field in fields]
 
 
-_converters: dict[tuple[str, type[Model]], list[tuple[int, Any, list[Any]]]] = {}
-
-
-def _converters_of(model: type[Model]) -> list[tuple[int, Any, list[Any]]]:
+@cache
+def _converters_of(vendor: str, model: type[Model]) -> list[tuple[int, Any, list[Any]]]:
     """(column index, expression, converter functions) of the model's columns that need
     converting on this database (e.g. text to datetime on SQLite), worked out once."""
-    key = (connection.vendor, model)
-    found = _converters.get(key)
-    if found is None:
-        found = []
-        for index, field in enumerate(model._meta.concrete_fields):
-            expression = field.get_col(model._meta.db_table)
-            functions = connection.ops.get_db_converters(expression) + field.get_db_converters(connection)
-            if functions:
-                found.append((index, expression, functions))
-        _converters[key] = found
+    found = []
+    for index, field in enumerate(model._meta.concrete_fields):
+        expression = field.get_col(model._meta.db_table)
+        functions = connection.ops.get_db_converters(expression) + field.get_db_converters(connection)
+        if functions:
+            found.append((index, expression, functions))
     return found
 
 
@@ -98,7 +98,7 @@ def instances(model: type[M], sql: str, params: Sequence[Any] = (), *, extra: in
     does). With ``extra`` more columns after those: (instance, tuple of the extra values)."""
     names = [field.attname for field in model._meta.concrete_fields]
     count = len(names)
-    converters = _converters_of(model)
+    converters = _converters_of(connection.vendor, model)
     found: list[Any] = []
     for values in rows(sql, params):
         own = list(values[:count])
