@@ -27,6 +27,7 @@ from groupware.core import sql
 from groupware.core.blobs import blob_storage, storage_name
 from groupware.mail import sieve
 from groupware.mail.delivery.models import SieveDuplicate, VacationReply, VacationResponse
+from groupware.mail.services.emails import keyword_normalize
 
 logger = logging.getLogger(__name__)
 
@@ -45,8 +46,9 @@ SCRIPT_CACHE_SIZE = 256
 
 
 def _keywords_of(flags: Iterable[str]) -> list[str]:
-    # IMAP flags (RFC 5232) as JMAP keywords; \Recent and invalid flags have none.
-    return [keyword for keyword in map(sieve.imap_flag_to_keyword, flags) if keyword is not None]
+    # IMAP flags (RFC 5232) as valid JMAP keywords; \Recent and invalid flags have none.
+    keywords = (keyword_normalize(keyword or "") for keyword in map(sieve.imap_flag_to_keyword, flags))
+    return [keyword for keyword in keywords if keyword is not None]
 
 
 VACATION_HANDLE_PREFIX = "jmap-vacation-"

@@ -23,7 +23,14 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 from django.db import DatabaseError, close_old_connections, connections
 
 from groupware.mail.delivery.recipients import recipient_resolve_cached
-from groupware.mail.delivery.services import DeliveryResult, deliver_message, mail_hostname
+from groupware.mail.delivery.services import (
+    LOCAL_ERROR,
+    DeliveryResult,
+    deliver_message,
+    mail_hostname,
+    temporary_failure,
+    unknown_recipient,
+)
 from groupware.mail.delivery.workers import DeliveryWorkers, ThreadWorkers
 from groupware.mail.services.emails import max_message_size
 
@@ -43,12 +50,12 @@ def check_recipient(address: str) -> str:
     except DatabaseError:
         logger.warning("database unavailable at RCPT %s", address, exc_info=True)
         close_old_connections()
-        return "451 4.3.0 temporary failure, try again later"
+        return temporary_failure(address).reply
     except Exception:
         logger.exception("RCPT %s failed", address)
-        return "451 4.3.0 local error in processing"
+        return temporary_failure(address, LOCAL_ERROR).reply
     if recipient is None:
-        return "550 5.1.1 no such recipient here"
+        return unknown_recipient(address).reply
     return "250 2.1.5 OK"
 
 
@@ -104,10 +111,7 @@ class DeliveryHandler:
             )
         except Exception:
             logger.exception("delivery failed")
-            results = [
-                DeliveryResult(recipient=rcpt, code=451, status="4.3.0", text="local error in processing")
-                for rcpt in envelope.rcpt_tos
-            ]
+            results = [temporary_failure(rcpt, LOCAL_ERROR) for rcpt in envelope.rcpt_tos]
         if self.protocol == "LMTP":
             # RFC 2033 §4.2: one reply per successful RCPT, in order.
             return "\r\n".join(result.reply for result in results)

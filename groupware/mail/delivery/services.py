@@ -21,7 +21,7 @@ import hashlib
 import logging
 import os
 import socket
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email.utils import format_datetime
@@ -50,7 +50,6 @@ from groupware.mail.services.emails import (
     PreparedEmail,
     email_prepare,
     emails_import,
-    keyword_normalize,
     max_message_size,
 )
 from groupware.mail.services.mailboxes import MailboxInvalid, mailbox_create
@@ -88,6 +87,9 @@ class DeliveryResult:
 
 def _result(recipient: str, code: int, status: str, text: str, **extra: object) -> DeliveryResult:
     return DeliveryResult(recipient=recipient, code=code, status=status, text=text, **extra)  # type: ignore[arg-type]
+
+
+LOCAL_ERROR = "local error in processing"  # 451 text when a bug, not the sender, is the cause
 
 
 def temporary_failure(recipient: str, text: str = "temporary failure, try again later") -> DeliveryResult:
@@ -292,7 +294,7 @@ def _deliver_to_account(
     except Exception:
         # A bug must not lose mail: the sender keeps it and retries.
         logger.exception("delivery to %s failed", address)
-        return temporary_failure(address, "local error in processing")
+        return temporary_failure(address, LOCAL_ERROR)
     if stored is None:
         return _result(address, 250, "2.0.0", "delivered (discarded by the recipient's filter)")
     return _result(address, 250, "2.0.0", "delivered", email_id=jmap_email_id(stored))
@@ -304,15 +306,6 @@ class _Duplicate(Exception):
 
 def _window_start(now: datetime) -> datetime:
     return now - timedelta(seconds=settings.MAIL_DEDUP_WINDOW)
-
-
-def _keywords(names: Iterable[str]) -> dict[str, bool]:
-    keywords = {}
-    for name in names:
-        normal = keyword_normalize(name)
-        if normal is not None:
-            keywords[normal] = True
-    return keywords
 
 
 def _target_pks(account: Account, targets: list[MailboxRef]) -> list[int]:
@@ -378,7 +371,7 @@ def _commit(
             email_pk: int | None = None
             if prepared is not None:
                 mailbox_pks = _target_pks(account, plan.targets)
-                email = _store(account, prepared, mailbox_pks, _keywords(plan.keywords))
+                email = _store(account, prepared, mailbox_pks, dict.fromkeys(plan.keywords, True))
                 email_pk = email.pk
                 if is_report:
                     # A DSN or MDN about a message this account sent updates that submission.
