@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from django.conf import settings
 from django.db.models import Q
 
+from accounts.models import Account
 from groupware.core.ids import decode, encode
 from groupware.mail.services.counts import EMAIL_ID_PREFIX, THREAD_ID_PREFIX
 from groupware.mail.submission import services
@@ -24,7 +24,7 @@ from jmap.standard import Filter, ModelDataType, Prop, SetContext, Sort
 from jmap.standard.changes import standard_changes
 from jmap.standard.get import standard_get
 from jmap.standard.query import standard_query, standard_query_changes
-from jmap.standard.set import SET_ARGS, perform_set
+from jmap.standard.set import perform_set, standard_set
 from jmap.submission_capability import SUBMISSION, sending_account, set_errors
 
 UNDO_STATUSES = ("pending", "final", "canceled")
@@ -128,7 +128,7 @@ class EmailSubmissionType(ModelDataType):
                 email_pk=email_pk,
                 envelope=values.get("envelope"),
             )
-        ctx.options.setdefault("_emails", {})[self.object_id(submission)] = encode(EMAIL_ID_PREFIX, submission.email_pk)
+        self._note_email(ctx, submission)
         extra = self.to_json(
             submission, ["threadId", "sendAt", "undoStatus", "deliveryStatus", "dsnBlobIds", "mdnBlobIds"]
         )
@@ -136,16 +136,20 @@ class EmailSubmissionType(ModelDataType):
             extra["envelope"] = submission.envelope  # derived from the headers by the server
         return submission, extra
 
+    def _note_email(self, ctx: SetContext, record: EmailSubmission) -> None:
+        # For onSuccessUpdateEmail/onSuccessDestroyEmail: which Email each submission sent.
+        ctx.options["_emails"][self.object_id(record)] = encode(EMAIL_ID_PREFIX, record.email_pk)
+
     def update(self, ctx: SetContext, record: EmailSubmission, values: dict[str, Any]) -> dict[str, Any] | None:
         if set(values) != {"undoStatus"} or values["undoStatus"] != "canceled":
             raise invalid_properties(list(values), "only undoStatus may change, and only to canceled")
         with set_errors(SubmissionError):
             services.email_submission_cancel(submission=record)
-        ctx.options.setdefault("_emails", {})[self.object_id(record)] = encode(EMAIL_ID_PREFIX, record.email_pk)
+        self._note_email(ctx, record)
         return None
 
     def destroy(self, ctx: SetContext, record: EmailSubmission) -> None:
-        ctx.options.setdefault("_emails", {})[self.object_id(record)] = encode(EMAIL_ID_PREFIX, record.email_pk)
+        self._note_email(ctx, record)
         services.email_submission_destroy(submission=record)
 
 
@@ -155,31 +159,28 @@ EMAIL_SUBMISSION = EmailSubmissionType()
 def email_submission_set(call: CallContext, arguments: dict[str, Any]) -> dict[str, Any]:
     """The standard /set, then one implicit Email/set for onSuccessUpdateEmail and
     onSuccessDestroyEmail, whose response follows this one (RFC 8621 §7.5)."""
-    parsed = a.parse(SET_ARGS + EMAIL_SUBMISSION.extra_args["set"], arguments)
-    account = sending_account(call, parsed["accountId"], write=True)
-    create, update, destroy = parsed["create"] or {}, parsed["update"] or {}, parsed["destroy"] or []
-    limit = settings.JMAP["maxObjectsInSet"]
-    if len(create) + len(update) + len(destroy) > limit:
-        raise MethodError("requestTooLarge", f"at most {limit} objects per /set (maxObjectsInSet)")
+    chosen: dict[str, Account] = {}
+
+    def account_for(account_id: str) -> Account:
+        chosen["account"] = sending_account(call, account_id, write=True)
+        return chosen["account"]
+
     options: dict[str, Any] = {"_emails": {}}
-    response = perform_set(
-        EMAIL_SUBMISSION, call, account, if_in_state=parsed["ifInState"], create=create, update=update,
-        destroy=destroy, options=options,
-    )  # fmt: skip
+    response = standard_set(EMAIL_SUBMISSION, call, arguments, account_for=account_for, options=options)
+    account = chosen["account"]
     succeeded: dict[str, str] = options["_emails"]  # submission id -> email id
 
     def email_for(key: str) -> str | None:
-        if key.startswith("#"):
-            created = (response["created"] or {}).get(key[1:])
-            key = created["id"] if created else ""
+        if key.startswith("#"):  # a submission created by this call (RFC 8621 §7.5)
+            key = call.created_id(key[1:]) or ""
         return succeeded.get(key)
 
     email_update: dict[str, dict] = {}
-    for key, patch in (parsed["onSuccessUpdateEmail"] or {}).items():
+    for key, patch in (options["onSuccessUpdateEmail"] or {}).items():
         target = email_for(key)
         if target is not None:
             email_update[target] = {**email_update.get(target, {}), **patch}
-    email_destroy = [target for key in parsed["onSuccessDestroyEmail"] or [] if (target := email_for(key))]
+    email_destroy = [target for key in options["onSuccessDestroyEmail"] or [] if (target := email_for(key))]
     if email_update or email_destroy:
         try:
             result = perform_set(

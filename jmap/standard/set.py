@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 
@@ -14,6 +15,9 @@ from jmap.standard.datatype import DataType, Prop, SetContext
 from jmap.standard.get import options_of
 from jmap.standard.patch import apply_patch
 
+if TYPE_CHECKING:
+    from accounts.models import Account
+
 SET_ARGS = (
     a.arg("accountId", a.id_),
     a.arg("ifInState", a.nullable(a.string), None),
@@ -23,9 +27,22 @@ SET_ARGS = (
 )
 
 
-def standard_set(datatype: DataType, call: CallContext, arguments: dict[str, Any]) -> dict[str, Any]:
+def standard_set(
+    datatype: DataType,
+    call: CallContext,
+    arguments: dict[str, Any],
+    *,
+    account_for: Callable[[str], Account] | None = None,
+    options: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """/set (RFC 8620 §5.3). ``account_for`` picks the account from the accountId argument
+    (default: any the user may write); ``options`` receives the type's extra arguments and
+    whatever its create/update/destroy leave there for the caller."""
     parsed = a.parse(SET_ARGS + datatype.extra_args.get("set", ()), arguments)
-    account = call.account(parsed["accountId"], write=True)
+    account = (account_for or (lambda account_id: call.account(account_id, write=True)))(parsed["accountId"])
+    if options is None:
+        options = {}
+    options.update(options_of(datatype, "set", parsed))
     create, update, destroy = parsed["create"] or {}, parsed["update"] or {}, parsed["destroy"] or []
     limit = settings.JMAP["maxObjectsInSet"]
     if len(create) + len(update) + len(destroy) > limit:
@@ -38,7 +55,7 @@ def standard_set(datatype: DataType, call: CallContext, arguments: dict[str, Any
         create=create,
         update=update,
         destroy=destroy,
-        options=options_of(datatype, "set", parsed),
+        options=options,
     )
 
 
