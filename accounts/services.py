@@ -82,6 +82,14 @@ def user_enable(*, user: User) -> None:
         user.save(update_fields=["is_active"])
 
 
+# Who may see an account (the other side of accessible_accounts): its owner and its
+# grantees. A SQL sub-select with two parameters, both the account's id.
+ACCOUNT_READERS_SQL = (
+    "SELECT owner_id FROM accounts_account WHERE id = %s"
+    " UNION SELECT user_id FROM accounts_accountgrant WHERE account_id = %s"
+)
+
+
 def accessible_accounts(user: User) -> list[AccountAccess]:
     """Every account the user may see, with their rights; other accounts don't exist to them.
 

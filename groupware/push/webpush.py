@@ -24,6 +24,7 @@ from py_vapid import Vapid02
 from pywebpush import WebPusher
 
 from accounts.credentials import credential_valid
+from accounts.services import ACCOUNT_READERS_SQL
 from groupware.core import sql
 from groupware.core.ids import account_id
 from groupware.push.models import PushSubscription
@@ -44,11 +45,10 @@ class Outcome:
 
 # Plain SQL (groupware.core.sql): this runs after every committed write.
 _TARGETS = (
-    "SELECT s.id, CAST(s.types AS TEXT) FROM push_pushsubscription s"
+    "SELECT s.id, CAST(s.types AS TEXT) FROM push_pushsubscription s"  # noqa: S608 (a constant sub-select)
     " JOIN accounts_user u ON u.id = s.user_id"
     " WHERE s.verified AND s.expires > %s AND u.is_active"
-    " AND s.user_id IN (SELECT owner_id FROM accounts_account WHERE id = %s"
-    " UNION SELECT user_id FROM accounts_accountgrant WHERE account_id = %s)"
+    f" AND s.user_id IN ({ACCOUNT_READERS_SQL})"
 )
 
 
