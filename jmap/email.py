@@ -39,6 +39,7 @@ from groupware.mail.services.emails import (
     MessageTooLarge,
     keyword_normalize,
     mail_blob_read,
+    mail_blob_reader,
     part_blob_id,
 )
 from jmap import args as a
@@ -741,9 +742,11 @@ def email_import(call: CallContext, arguments: dict[str, Any]) -> dict[str, Any]
     # Each message is read, parsed and tokenized before the account is locked, so
     # concurrent imports into one account only queue for the writes (one batch).
     items: dict[str, email_services.EmailImport] = {}
+    given = [values.get("blobId") for values in emails.values() if isinstance(values, dict)]
+    read = mail_blob_reader(account, given, user=call.user)
     for cid, values in emails.items():
         try:
-            items[cid] = _import_prepare(call, account, values)
+            items[cid] = _import_prepare(call, values, read)
         except SetError as error:
             not_created[cid] = error.as_dict()
     with account_changes(account.pk) as changes:
@@ -768,8 +771,11 @@ def email_import(call: CallContext, arguments: dict[str, Any]) -> dict[str, Any]
     }
 
 
-def _import_prepare(call: CallContext, account: Any, values: dict[str, Any]) -> email_services.EmailImport:
-    """One EmailImport (RFC 8621 §4.8), checked, read and parsed (no lock held)."""
+def _import_prepare(
+    call: CallContext, values: dict[str, Any], read: Callable[[object], bytes | None]
+) -> email_services.EmailImport:
+    """One EmailImport (RFC 8621 §4.8), checked, read (``read``: a ``mail_blob_reader``)
+    and parsed (no lock held)."""
     unknown = [name for name in values if name not in _IMPORT_PROPERTIES]
     missing = [name for name in ("blobId", "mailboxIds") if name not in values]
     if unknown or missing:
@@ -791,7 +797,7 @@ def _import_prepare(call: CallContext, account: Any, values: dict[str, Any]) -> 
         raise invalid_properties(bad, "; ".join(problems))
     mailbox_pks = resolve_mailboxes(call, checked["mailboxIds"])
     keywords = checked_keyword_count(checked.get("keywords", {}))
-    raw = mail_blob_read(account, values["blobId"], user=call.user)
+    raw = read(values["blobId"])
     if raw is None:
         # RFC 8621 §4.8: an id not found is invalidProperties (blobId).
         raise invalid_properties(["blobId"], f"blob {values['blobId']} not found")
@@ -834,8 +840,9 @@ def email_parse(call: CallContext, arguments: dict[str, Any]) -> dict[str, Any]:
     parsed: dict[str, Any] = {}
     not_parsable: list[str] = []
     not_found: list[str] = []
+    read = mail_blob_reader(account, blob_ids, user=call.user)
     for given in blob_ids:
-        data = mail_blob_read(account, given, user=call.user)
+        data = read(given)
         if data is None:
             not_found.append(given)
             continue

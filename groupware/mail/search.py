@@ -43,12 +43,13 @@ from __future__ import annotations
 import html
 import re
 import unicodedata
+from bisect import bisect_right
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from email.header import decode_header, make_header
-from functools import cache
+from functools import cache, lru_cache
 from typing import Any
 
 from django.db import connection, transaction
@@ -103,6 +104,7 @@ _ASCII_NOT_ALNUM = re.compile(r"[\x00-\x2f\x3a-\x60\x7b-\x7f]+")
 _WHITESPACE = re.compile(r"\s+")
 _SPACE = re.compile(r"\s")
 _ASCII_TOKEN = re.compile(r"[a-z0-9]+")
+_ASTRAL = re.compile("[\U00010000-\U0010ffff]")
 _PIECE = 32_768  # characters tokenized at a time, so a long text stops soon after a cap
 
 
@@ -121,12 +123,20 @@ def _class_ranges(ranges: Iterable[tuple[int, int]]) -> str:
 
 
 @cache
-def _token_pattern() -> re.Pattern[str]:
-    """Word runs (L*, N*, M* outside CJK) or one CJK character; compiled once per process."""
+def _token_patterns() -> tuple[re.Pattern[str], re.Pattern[str]]:
+    """Word runs (L*, N*, M* outside CJK) or one CJK character, compiled once per process:
+    (the pattern for text within the Basic Multilingual Plane, the one for any text).
+
+    The first is the same pattern without the ranges above U+FFFF. ``re`` keeps a class's
+    BMP part as a bitmap but tests its astral ranges one by one for every character the
+    bitmap refuses, and there are hundreds: text without astral characters never needs them.
+    """
     cjk = [(start, min(end, 0x10FFFF)) for start, end in _CJK_RANGES]
+    cjk_starts = [start for start, _ in cjk]
 
     def in_cjk(code: int) -> bool:
-        return any(start <= code <= end for start, end in cjk)
+        index = bisect_right(cjk_starts, code) - 1
+        return index >= 0 and code <= cjk[index][1]
 
     ranges: list[tuple[int, int]] = []
     start = None
@@ -139,7 +149,18 @@ def _token_pattern() -> re.Pattern[str]:
             start = None
     if start is not None:
         ranges.append((start, 0x10FFFF))
-    return re.compile(f"[{_class_ranges(cjk)}]|[{_class_ranges(ranges)}]+")
+
+    def bmp(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
+        return [(first, min(last, 0xFFFF)) for first, last in spans if first <= 0xFFFF]
+
+    full = re.compile(f"[{_class_ranges(cjk)}]|[{_class_ranges(ranges)}]+")
+    return re.compile(f"[{_class_ranges(bmp(cjk))}]|[{_class_ranges(bmp(ranges))}]+"), full
+
+
+def _token_pattern(text: str) -> re.Pattern[str]:
+    """The word pattern to search ``text`` with (see ``_token_patterns``)."""
+    within_bmp, full = _token_patterns()
+    return full if _ASTRAL.search(text) else within_bmp
 
 
 def text_normalise(run: str) -> str:
@@ -151,13 +172,17 @@ def text_normalise(run: str) -> str:
     return _ASCII_NOT_ALNUM.sub("", folded)
 
 
+# Word runs recur (the same words in message after message): their tokens are remembered.
+_run_token = lru_cache(maxsize=65_536)(text_normalise)
+
+
 def token_spans(text: str) -> Iterator[tuple[int, int, str]]:
     """(start, end, token) of every token of ``text``, long tokens included."""
     if text.isascii():  # lower() keeps every offset of ASCII text
         for match in _ASCII_TOKEN.finditer(text.lower()):
             yield match.start(), match.end(), match.group()
         return
-    for match in _token_pattern().finditer(text):
+    for match in _token_pattern(text).finditer(text):
         token = text_normalise(match.group())
         if token:
             yield match.start(), match.end(), token
@@ -167,16 +192,12 @@ def tokenize(text: str) -> list[str]:
     """The tokens of ``text`` (see the module doc), long tokens included.
 
     The same tokens as ``token_spans`` gives, made by the regular expression engine's
-    ``findall`` (no generator step per token): indexing tokenizes every message.
+    ``findall`` and ``map`` over a cache (no Python step per token): indexing tokenizes
+    every message.
     """
     if text.isascii():  # in ASCII, letters and digits are the only word characters
         return _ASCII_TOKEN.findall(text.lower())
-    tokens = []
-    for run in _token_pattern().findall(text):
-        token = run.lower() if run.isascii() else text_normalise(run)
-        if token:
-            tokens.append(token)
-    return tokens
+    return list(filter(None, map(_run_token, _token_pattern(text).findall(text))))
 
 
 def text_pieces(text: str, size: int = _PIECE) -> Iterator[str]:
@@ -290,10 +311,15 @@ class _Stream:
             return
         if len(self.tokens) + len(tokens) < MAX_FIELD_TOKENS:
             counts = Counter(tokens)
-            fresh = [token for token in counts if token not in self._counts]
-            size = sum(len(token.encode()) for token in fresh)
+            seen = self._counts
+            fresh = [token for token in counts if token not in seen] if seen else list(counts)
+            size = len("".join(fresh).encode())
             within = self._bytes + size <= MAX_FIELD_LEXEME_BYTES and PLACEHOLDER not in counts
-            if within and all(self._counts[token] + n <= MAX_TOKEN_POSITIONS for token, n in counts.items()):
+            if within and (
+                max(counts.values()) <= MAX_TOKEN_POSITIONS
+                if not seen
+                else all(seen[token] + n <= MAX_TOKEN_POSITIONS for token, n in counts.items())
+            ):
                 self.tokens.extend(tokens)
                 self._counts.update(counts)
                 self._bytes += size
@@ -397,12 +423,21 @@ def _field_texts(email: Any, fields: Mapping[str, str]) -> dict[str, str]:
 def _tsvector_literal(tokens: list[str]) -> str:
     positions: dict[str, list[int]] = {}
     for position, token in enumerate(tokens, start=1):
-        if token != PLACEHOLDER:
-            positions.setdefault(token, []).append(position)
-    return " ".join(
-        "'{}':{}".format(token.replace("\\", "\\\\").replace("'", "''"), ",".join(map(str, numbers)))
-        for token, numbers in positions.items()
-    )
+        numbers = positions.get(token)
+        if numbers is None:
+            positions[token] = [position]
+        else:
+            numbers.append(position)
+    positions.pop(PLACEHOLDER, None)
+    # Our tokens never hold a quote or a backslash (the tokenizer drops ASCII punctuation
+    # and header names escape theirs); the literal would still quote them right.
+    joined = "".join(positions)
+    if "'" in joined or "\\" in joined:
+        quoted = {token.replace("\\", "\\\\").replace("'", "''"): numbers for token, numbers in positions.items()}
+    else:
+        quoted = positions
+    # str() of a list of ints is "[1, 5]": the positions "1,5" without a Python step each.
+    return " ".join([f"'{token}':{str(numbers)[1:-1].replace(' ', '')}" for token, numbers in quoted.items()])
 
 
 @contextmanager
@@ -721,7 +756,7 @@ def snippet_preview(text: str, terms: Sequence[TextTerm], max_bytes: int = 255) 
     begin = 0 if _size(text[: first[1]]) <= max_bytes // 2 else max(first[0] - _CONTEXT_BEFORE, 0)
     if begin > 0:
         # Don't start inside a word.
-        word = _token_pattern().match(text, begin - 1)
+        word = _token_patterns()[1].match(text, begin - 1)
         if word is not None and word.end() > begin:
             begin = word.end()
     window = text[begin : first[1] + 4 * max_bytes]

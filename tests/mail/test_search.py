@@ -32,11 +32,25 @@ from tests.mail.test_email_query_helpers import store_email, when
         ("Ελληνικά ΣΟΦΟΣ", ["ελληνικά", "σοφοσ"]),
         ("emoji 🎉 party", ["emoji", "party"]),
         ("⑴ item", ["1", "item"]),
+        # Astral characters: letters of the supplementary planes are word characters,
+        # CJK Extension B ideographs one token each, emoji separate words.
+        ("\U0001d407\U0001d41e\U0001d425\U0001d425\U0001d428 wörld", ["hello", "wörld"]),
+        ("x\U00020000y élan", ["x", "\U00020000", "y", "élan"]),
+        ("a🎉b Ünï", ["a", "b", "ünï"]),
         ("", []),
     ],
 )
 def test_tokenize(text, tokens):
     assert tokenize(text) == tokens
+    assert [token for _, _, token in search.token_spans(text)] == tokens
+
+
+def test_the_plane_0_pattern_finds_the_words_of_the_full_one():
+    """Text without astral characters is tokenized with a pattern that lacks their
+    ranges: on every Basic Multilingual Plane character both find the same runs."""
+    within_bmp, full = search._token_patterns()
+    text = "".join(chr(code) for code in range(0xD800)) + "".join(chr(code) for code in range(0xE000, 0x10000))
+    assert within_bmp.findall(text) == full.findall(text)
 
 
 @pytest.mark.parametrize(

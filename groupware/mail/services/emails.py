@@ -17,7 +17,7 @@ of a message that is itself an attached message/rfc822 part chains the path:
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -32,7 +32,9 @@ from groupware.core import sql
 from groupware.core.blobs import (
     BlobNotFound,
     blob_copy,
+    blob_find_many,
     blob_id,
+    blob_open_row,
     blob_pin,
     blob_pin_many,
     blob_read,
@@ -311,6 +313,27 @@ def parse_part_blob_id(value: object) -> tuple[str, list[str]] | None:
     if match is None:
         return None
     return match.group(1), [segment.replace("-", ".") for segment in match.group(2)[1:].split("_")]
+
+
+def mail_blob_reader(
+    account: Account, values: Iterable[object], *, user: User | None = None
+) -> Callable[[object], bytes | None]:
+    """``mail_blob_read`` for several blob ids: the rows of the whole blobs among
+    ``values`` are found in one query, and each blob is read when asked for."""
+    rows = blob_find_many(account, values, user=user)
+
+    def read(value: object) -> bytes | None:
+        sha256 = parse_blob_id(value)
+        if sha256 is None:
+            return mail_blob_read(account, value, user=user)
+        row = rows.get(sha256)
+        opened = blob_open_row(row) if row is not None else None
+        if opened is None:
+            return None
+        with opened:
+            return opened.file.read()
+
+    return read
 
 
 def mail_blob_read(account: Account, value: object, *, user: User | None = None) -> bytes | None:
