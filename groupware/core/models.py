@@ -24,8 +24,9 @@ class AccountBlob(models.Model):
     blob with no reference is removed after ``BLOB_UNREFERENCED_TTL`` by a periodic task.
     """
 
-    account = models.ForeignKey("accounts.Account", on_delete=models.CASCADE, related_name="blobs")
-    blob = models.ForeignKey(Blob, on_delete=models.PROTECT, related_name="account_refs")
+    # Covered by account_blob_unique and account_blob_by_blob (no pattern-ops copy either).
+    account = models.ForeignKey("accounts.Account", on_delete=models.CASCADE, related_name="blobs", db_index=False)
+    blob = models.ForeignKey(Blob, on_delete=models.PROTECT, related_name="account_refs", db_index=False)
     type = models.CharField(max_length=255, default="application/octet-stream")
     refcount = models.IntegerField(default=0)
     created = models.DateTimeField(default=timezone.now)
@@ -52,7 +53,8 @@ class ObjectChange(models.Model):
     (account, type, modseq), whatever the number of objects (RFC 8620 §5.2).
     """
 
-    account = models.ForeignKey("accounts.Account", on_delete=models.CASCADE, related_name="+")
+    # Covered by object_change_unique.
+    account = models.ForeignKey("accounts.Account", on_delete=models.CASCADE, related_name="+", db_index=False)
     type_name = models.CharField(max_length=64)
     object_id = models.CharField(max_length=255)
     created_modseq = models.BigIntegerField()

@@ -57,9 +57,11 @@ class Thread(models.Model):
 class Email(models.Model):
     """RFC 8621 §4. Immutable message data plus mutable keywords and mailboxes."""
 
-    account = models.ForeignKey("accounts.Account", on_delete=models.CASCADE, related_name="emails")
-    thread = models.ForeignKey(Thread, on_delete=models.PROTECT, related_name="emails")
-    blob = models.ForeignKey("core.Blob", on_delete=models.PROTECT, related_name="+")
+    # No index of their own: email_received, email_thread_order and email_blob lead with
+    # these columns (every index is written on each of the many inserts).
+    account = models.ForeignKey("accounts.Account", on_delete=models.CASCADE, related_name="emails", db_index=False)
+    thread = models.ForeignKey(Thread, on_delete=models.PROTECT, related_name="emails", db_index=False)
+    blob = models.ForeignKey("core.Blob", on_delete=models.PROTECT, related_name="+", db_index=False)
     size = models.PositiveBigIntegerField()
     received_at = models.DateTimeField()
     sent_at = models.DateTimeField(null=True, blank=True)
@@ -114,9 +116,10 @@ class EmailMailbox(models.Model):
     """Membership of an email in a mailbox, with the columns the common listing needs
     (the inbox sorted by receivedAt) copied in so it is one index scan."""
 
-    account = models.ForeignKey("accounts.Account", on_delete=models.CASCADE, related_name="+")
-    mailbox = models.ForeignKey(Mailbox, on_delete=models.CASCADE, related_name="memberships")
-    email = models.ForeignKey(Email, on_delete=models.CASCADE, related_name="memberships")
+    # Covered by email_mailbox_by_thread, email_mailbox_received and email_mailbox_unique.
+    account = models.ForeignKey("accounts.Account", on_delete=models.CASCADE, related_name="+", db_index=False)
+    mailbox = models.ForeignKey(Mailbox, on_delete=models.CASCADE, related_name="memberships", db_index=False)
+    email = models.ForeignKey(Email, on_delete=models.CASCADE, related_name="memberships", db_index=False)
     thread_id = models.BigIntegerField()
     received_at = models.DateTimeField()
 
@@ -135,7 +138,8 @@ class EmailMailbox(models.Model):
 class MessageIdIndex(models.Model):
     """Message-ID -> thread, for threading new mail by References/In-Reply-To (RFC 8621 §3)."""
 
-    account = models.ForeignKey("accounts.Account", on_delete=models.CASCADE, related_name="+")
+    # Covered by message_id_lookup.
+    account = models.ForeignKey("accounts.Account", on_delete=models.CASCADE, related_name="+", db_index=False)
     message_id = models.CharField(max_length=998)
     thread = models.ForeignKey(Thread, on_delete=models.CASCADE, related_name="+")
     base_subject = models.TextField(default="", blank=True)

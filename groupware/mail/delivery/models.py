@@ -57,7 +57,8 @@ class DeliveryRecord(models.Model):
     one row, the other fails on the constraint and rolls back everything it wrote.
     """
 
-    account = models.ForeignKey("accounts.Account", on_delete=models.CASCADE, related_name="+")
+    # Covered by delivery_record_unique.
+    account = models.ForeignKey("accounts.Account", on_delete=models.CASCADE, related_name="+", db_index=False)
     key = models.CharField(max_length=64)
     email_id = models.BigIntegerField(null=True, blank=True)  # None: the script discarded it
     created = models.DateTimeField(default=timezone.now)

@@ -273,7 +273,8 @@ def email_destroy_orphans(account: Account, email_ids: Iterable[int]) -> list[in
     them too, with their counts. Records the Email changes, a Thread change for every
     thread touched (destroyed when it has no email left, RFC 8621 §3), removes the
     emails from the search index and drops their blob references (the blob outlives the
-    call, RFC 8620 §6). Returns the pks destroyed (unknown or foreign ones are skipped).
+    call, RFC 8620 §6). Returns the pks destroyed, ascending (unknown or foreign ones are
+    skipped).
     """
     wanted = sorted(set(email_ids))
     if not wanted:
@@ -288,6 +289,7 @@ def email_destroy_orphans(account: Account, email_ids: Iterable[int]) -> list[in
             )
         if not rows:
             return []
+        rows.sort()
         pks = [pk for pk, _, _, _ in rows]
         # Quota usage (accounts.quotas): the destroyed messages stop counting.
         quota_charge(changes=changes, octets=-sum(size for *_, size in rows), count=-len(pks))
