@@ -43,7 +43,7 @@ from typing import IO, Any, Protocol
 from django.conf import settings
 from django.core.files import File
 from django.core.files.storage import Storage, storages
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Case, Exists, F, OuterRef, Q, QuerySet, Value, When
 from django.utils import timezone
 
@@ -279,6 +279,31 @@ def blob_store(
         return _store_rows(account=account, sha256=sha256, size=size, type=type, user=user, spool=spool, pin=False)
 
 
+_BLOB_UPSERT = (
+    "INSERT INTO core_blob (sha256, size, created) VALUES (%s, %s, %s)"
+    " ON CONFLICT (sha256) DO UPDATE SET size = excluded.size"
+)
+# New: created now. Existing: the type is updated and, if it was unreferenced, its expiry
+# restarts (RFC 8620 §6: re-uploading "SHOULD reset the expiry time").
+_ACCOUNT_BLOB_CONFLICT = (
+    " ON CONFLICT (account_id, blob_id) DO UPDATE SET type = excluded.type,"
+    " refcount = core_accountblob.refcount + excluded.refcount,"
+    " created = CASE WHEN core_accountblob.refcount = 0 THEN excluded.created ELSE core_accountblob.created END"
+    " RETURNING id, refcount, created"
+)
+_UPLOADER_INSERT = "INSERT INTO core_accountblob_uploaders (accountblob_id, user_id) {source} ON CONFLICT DO NOTHING"
+# PostgreSQL: the Blob upsert (which takes the row lock first), the AccountBlob upsert and
+# the uploader in one statement.
+_STORE_ROWS = (
+    f"WITH b AS ({_BLOB_UPSERT} RETURNING sha256),"  # noqa: S608 (constants only)
+    " ab AS (INSERT INTO core_accountblob (account_id, blob_id, type, refcount, created)"
+    f" SELECT %s::bigint, sha256, %s::text, %s::integer, %s::timestamptz FROM b{_ACCOUNT_BLOB_CONFLICT})"
+)
+_UPLOADER_FROM_AB = _UPLOADER_INSERT.format(source="SELECT id, %s::bigint FROM ab")
+_STORE_ROWS_WITH_UPLOADER = f"{_STORE_ROWS}, u AS ({_UPLOADER_FROM_AB}) SELECT id, refcount, created FROM ab"  # noqa: S608
+_STORE_ROWS += " SELECT id, refcount, created FROM ab"
+
+
 def _store_rows(
     *, account: Account, sha256: str, size: int, type: str, user: User | None, spool: IO[bytes], pin: bool
 ) -> AccountBlob:
@@ -287,32 +312,28 @@ def _store_rows(
     moment = timezone.now()
     now = sql.db_datetime(moment)
     with transaction.atomic(savepoint=False):
-        # The upsert locks the Blob row: the collector (which deletes only under that
-        # lock) can't remove the content until we commit.
-        # Meeting its uncommitted delete, the insert waits, then inserts a new row.
-        sql.execute(
-            "INSERT INTO core_blob (sha256, size, created) VALUES (%s, %s, %s)"
-            " ON CONFLICT (sha256) DO UPDATE SET size = excluded.size",
-            [sha256, size, now],
-        )
-        # Checked again under the lock: the collector may have deleted the file meanwhile.
-        _ensure_stored(storage_name(sha256), spool, size)
-        # New: created now. Existing: the type is updated and, if it was unreferenced, its
-        # expiry restarts (RFC 8620 §6: re-uploading "SHOULD reset the expiry time").
-        pk, refcount, created = sql.row(
-            "INSERT INTO core_accountblob (account_id, blob_id, type, refcount, created) VALUES (%s, %s, %s, %s, %s)"
-            " ON CONFLICT (account_id, blob_id) DO UPDATE SET type = excluded.type,"
-            " refcount = core_accountblob.refcount + excluded.refcount,"
-            " created = CASE WHEN core_accountblob.refcount = 0 THEN excluded.created ELSE core_accountblob.created END"
-            " RETURNING id, refcount, created",
-            [account.pk, sha256, type, int(pin), now],
-        ) or (None, 0, None)
-        if user is not None:
-            sql.execute(
-                "INSERT INTO core_accountblob_uploaders (accountblob_id, user_id) VALUES (%s, %s)"
-                " ON CONFLICT DO NOTHING",
-                [pk, user.pk],
+        if connection.vendor == "postgresql":
+            # The same three upserts as below in one statement (one round trip).
+            pk, refcount, created = sql.row(
+                _STORE_ROWS_WITH_UPLOADER if user is not None else _STORE_ROWS,
+                [sha256, size, now, account.pk, type, int(pin), now] + ([user.pk] if user is not None else []),
             )
+            # Checked again under the Blob row lock: the collector may have deleted the file.
+            _ensure_stored(storage_name(sha256), spool, size)
+        else:
+            # The upsert locks the Blob row: the collector (which deletes only under that
+            # lock) can't remove the content until we commit.
+            # Meeting its uncommitted delete, the insert waits, then inserts a new row.
+            sql.execute(_BLOB_UPSERT, [sha256, size, now])
+            # Checked again under the lock: the collector may have deleted the file meanwhile.
+            _ensure_stored(storage_name(sha256), spool, size)
+            pk, refcount, created = sql.row(
+                "INSERT INTO core_accountblob (account_id, blob_id, type, refcount, created)"  # noqa: S608 (constant)
+                " VALUES (%s, %s, %s, %s, %s)" + _ACCOUNT_BLOB_CONFLICT,
+                [account.pk, sha256, type, int(pin), now],
+            ) or (None, 0, None)
+            if user is not None:
+                sql.execute(_UPLOADER_INSERT.format(source="VALUES (%s, %s)"), [pk, user.pk])
     account_blob = AccountBlob(
         pk=pk, account_id=account.pk, blob_id=sha256, type=type, refcount=refcount, created=sql.read_datetime(created)
     )

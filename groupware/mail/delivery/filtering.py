@@ -80,8 +80,11 @@ class DeliveryPlan:
 class MailboxTree:
     """The account's mailboxes by Sieve name ("Parent/Child"; "INBOX" is the inbox role)."""
 
-    def __init__(self, account: Account) -> None:
-        rows = sql.rows("SELECT id, name, parent_id, role FROM mail_mailbox WHERE account_id = %s", [account.pk])
+    def __init__(self, account: Account, rows: list[tuple[Any, ...]] | None = None) -> None:
+        """``rows``: (id, name, parent_id, role) of every mailbox of the account, if the
+        caller has read them."""
+        if rows is None:
+            rows = sql.rows("SELECT id, name, parent_id, role FROM mail_mailbox WHERE account_id = %s", [account.pk])
         self.by_parent: dict[tuple[int | None, str], int] = {}
         self.roles: dict[str, int] = {}
         for pk, name, parent_id, role in rows:
@@ -193,10 +196,13 @@ def sieve_duplicate_key(key: str) -> str:
     return hashlib.sha256(key.encode("utf-8", errors="surrogatepass")).hexdigest()
 
 
+# The active script, whether a VacationResponse is enabled, and every mailbox (at least one
+# row, the mailbox columns NULL when there is none).
 _FILTERS = (
-    "SELECT (SELECT blob_id FROM mail_sievescript WHERE account_id = %s AND is_active LIMIT 1),"
-    " (SELECT 1 FROM mail_vacationresponse WHERE account_id = %s AND is_enabled LIMIT 1),"
-    " (SELECT id FROM mail_mailbox WHERE account_id = %s AND role = 'inbox' LIMIT 1)"
+    "SELECT f.script, f.vacation, m.id, m.name, m.parent_id, m.role FROM"
+    " (SELECT (SELECT blob_id FROM mail_sievescript WHERE account_id = %s AND is_active LIMIT 1) AS script,"
+    " (SELECT 1 FROM mail_vacationresponse WHERE account_id = %s AND is_enabled LIMIT 1) AS vacation) f"
+    " LEFT JOIN mail_mailbox m ON m.account_id = %s"
 )
 
 
@@ -215,15 +221,14 @@ def plan_delivery(
     now = now or timezone.now()
     plan = DeliveryPlan()
     # One plain-SQL statement (groupware.core.sql) for what every delivery asks first.
-    script_sha, vacation_enabled, inbox = sql.row(_FILTERS, [account.pk] * 3) or (None, None, None)
+    rows = sql.rows(_FILTERS, [account.pk] * 3)
+    script_sha, vacation_enabled = rows[0][:2] if rows else (None, None)
+    tree = MailboxTree(account, [row[2:] for row in rows if row[2] is not None])
     vacation = VacationResponse.objects.filter(account_id=account.pk).first() if vacation_enabled else None
     use_vacation = vacation_active(vacation, now)
     if script_sha is None and not use_vacation:
-        # No filter: only the inbox is needed, not the whole mailbox tree.
-        plan.targets.append(MailboxRef(inbox))
+        plan.targets.append(MailboxRef(tree.inbox))
         return plan
-
-    tree = MailboxTree(account)
 
     if message is None:  # the caller's view of ``raw``, when it has one
         message = sieve.MessageView.from_bytes(raw)

@@ -360,14 +360,6 @@ def _commit(
         _blob_durable(blob_write(stored_raw))
     try:
         with account_changes(account.pk):
-            # Under the account lock: a copy delivered meanwhile on another connection shows here.
-            existing = sql.row(
-                "SELECT id, created FROM mail_deliveryrecord WHERE account_id = %s AND key = %s", [account.pk, key]
-            )
-            if existing is not None:
-                if sql.read_datetime(existing[1]) >= _window_start(now):
-                    raise _Duplicate
-                sql.execute("DELETE FROM mail_deliveryrecord WHERE id = %s", [existing[0]])
             email_pk: int | None = None
             if prepared is not None:
                 mailbox_pks = _target_pks(account, plan.targets)
@@ -376,10 +368,18 @@ def _commit(
                 if is_report:
                     # A DSN or MDN about a message this account sent updates that submission.
                     submission_report_received(account=account, raw=stored_raw)
-            sql.execute(
-                "INSERT INTO mail_deliveryrecord (account_id, key, email_id, created) VALUES (%s, %s, %s, %s)",
-                [account.pk, key, email_pk, sql.db_datetime(now)],
+            # Under the account lock, so a copy delivered meanwhile on another connection
+            # shows here: a record of this key within the window makes this delivery a
+            # retransmission, and everything above rolls back (rare: the check costs no
+            # statement of its own). An older record is replaced.
+            recorded = sql.row(
+                "INSERT INTO mail_deliveryrecord (account_id, key, email_id, created) VALUES (%s, %s, %s, %s)"
+                " ON CONFLICT (account_id, key) DO UPDATE SET email_id = excluded.email_id, created = excluded.created"
+                " WHERE mail_deliveryrecord.created < %s RETURNING id",
+                [account.pk, key, email_pk, sql.db_datetime(now), sql.db_datetime(_window_start(now))],
             )
+            if recorded is None:
+                raise _Duplicate
             _record_follow_ups(account=account, plan=plan, stored_raw=stored_raw, mail_from=mail_from, now=now)
     except IntegrityError:
         # Only the delivery record can collide: another copy committed first.

@@ -185,8 +185,12 @@ class Conditions:
         values = []
         for part in self.message.parts:
             main = part.content_type.split("/", 1)[0]
-            if part.text is None or not any(
-                item == "" or item == part.content_type or ("/" not in item and item == main) for item in wanted
+            # The type first: only the parts asked for are decoded.
+            if (
+                not any(
+                    item == "" or item == part.content_type or ("/" not in item and item == main) for item in wanted
+                )
+                or part.text is None
             ):
                 continue
             if ":content" not in test.tags and part.content_type == "text/html":

@@ -18,11 +18,33 @@ class Envelope:
     auth: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
 class BodyPart:
-    content_type: str  # "type/subtype", lower case
-    text: str | None  # transfer-decoded content of a leaf part (charset-decoded for text/*)
-    is_container: bool = False  # multipart/* (text: prologue+epilogue) or message/rfc822 (text: header)
+    """One MIME part as the body test sees it.
+
+    ``content_type``: "type/subtype", lower case. ``text``: the transfer-decoded content of
+    a leaf part (charset-decoded for text/*), decoded when first read (from ``source``), so
+    a test of the text parts never decodes the attachments. ``is_container``: multipart/*
+    (text: prologue and epilogue) or message/rfc822 (text: the embedded header).
+    """
+
+    __slots__ = ("_source", "_text", "content_type", "is_container")
+
+    def __init__(
+        self, content_type: str, text: str | None = None, is_container: bool = False, *, source: Message | None = None
+    ) -> None:
+        self.content_type = content_type
+        self.is_container = is_container
+        self._text = text
+        self._source = source
+
+    @property
+    def text(self) -> str | None:
+        if self._source is not None:
+            self._text, self._source = _part_text(self._source), None
+        return self._text
+
+    def __repr__(self) -> str:
+        return f"BodyPart({self.content_type!r}, is_container={self.is_container})"
 
 
 def decode_header_value(value: str) -> str:
@@ -133,7 +155,7 @@ def _body_parts(raw: bytes) -> list[BodyPart]:
             text = "\r\n".join(item for item in (part.preamble, part.epilogue) if item)
             parts.append(BodyPart(content_type, _unescape(text), is_container=True))
         else:
-            parts.append(BodyPart(content_type, _part_text(part)))
+            parts.append(BodyPart(content_type, source=part))
     return parts
 
 
