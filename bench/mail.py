@@ -4,7 +4,7 @@ what a mail client does with it, timed at mailbox sizes along the way.
 Run with ``python3 tasks.py bench-mail [OPTIONS]`` (``--help`` lists them). It generates the
 corpus of bench/mailcorpus.py (deterministic for a seed) into a spool file, prepares a fresh
 PostgreSQL database whose name contains 'bench' (dropped and recreated), starts the production
-serving path (granian WSGI, 2 workers) with Redis, and then through the JMAP API:
+serving path (granian WSGI, 4 workers x 2 threads) with Redis, and then through the JMAP API:
 
 1. imports the messages into one account: each client uploads a batch of messages to
    /jmap/upload/{accountId}/ and stores them with one Email/import; several clients at once.
@@ -457,13 +457,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="comma-separated store sizes at which to measure, besides --messages (default 10000)",
     )
     parser.add_argument("--seed", type=int, default=1, help="corpus seed (default 1)")
-    parser.add_argument("--clients", type=int, default=4, help="concurrent import clients (default 4)")
+    parser.add_argument("--clients", type=int, default=8, help="concurrent import clients (default 8)")
     parser.add_argument("--batch", type=int, default=10, help="messages per Email/import request (default 10)")
     parser.add_argument("--repeat", type=int, default=200, help="timed 'open the inbox' requests (default 200)")
     parser.add_argument("--search-repeat", type=int, default=100, help="timed searches (default 100)")
     parser.add_argument("--arrivals", type=int, default=50, help="new messages per checkpoint (default 50)")
-    parser.add_argument("--workers", type=int, default=2, help="server processes (default 2, one per core)")
-    parser.add_argument("--threads", type=int, default=4, help="threads per WSGI worker (default 4)")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=4,
+        help="server processes (default 4: two per core, as requests wait on the database)",
+    )
+    parser.add_argument("--threads", type=int, default=2, help="threads per WSGI worker (default 2)")
     parser.add_argument(
         "--database",
         default=default_database("groupware_mail_bench"),
