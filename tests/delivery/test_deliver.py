@@ -295,3 +295,79 @@ def test_over_quota_is_answered_so_the_sender_retries_or_bounces(account):
     [bounce] = deliver(raw_message(message_id="<q3@x>", body="y" * 4000), "alice@example.com")
     assert (bounce.code, bounce.status) == (552, "5.2.2")
     assert len(emails_in(account, "inbox")) == 1
+
+
+def _multipart(inner: bytes, *, message_id: str, subject: str) -> bytes:
+    """multipart/mixed with a prologue, a base64 text part, ``inner`` as a second part and
+    an epilogue."""
+    return (
+        (
+            f"From: joe@example.net\r\nTo: alice@example.com\r\nSubject: {subject}\r\n"
+            f"Message-ID: {message_id}\r\nMIME-Version: 1.0\r\n"
+            'Content-Type: multipart/mixed; boundary="b1"\r\n\r\n'
+            "prologue-word\r\n--b1\r\nContent-Type: text/plain; charset=utf-8\r\n"
+            "Content-Transfer-Encoding: base64\r\n\r\n"
+            "Ym9keSB3aXRoIG5lZWRsZS1vbmUgaW4gaXQK\r\n--b1\r\n"
+        ).encode()
+        + inner
+        + b"\r\n--b1--\r\nepilogue-word\r\n"
+    )
+
+
+def test_body_test_reads_the_stored_parse_and_looks_into_embedded_messages(account):
+    """RFC 5173: :text sees the decoded text parts (read from the store's parse of the
+    message), the text inside an attached message/rfc822 too, and :content "multipart"
+    a multipart's prologue and epilogue."""
+    for name in ("One", "Two", "Three", "Prologue"):
+        mailbox_create(account=account, name=name)
+    activate_script(
+        account,
+        'require ["fileinto", "body"];\r\n'
+        'if body :content "multipart" :contains "prologue-word" { fileinto "Prologue"; }\r\n'
+        'if body :text :contains "needle-one" { fileinto "One"; }\r\n'
+        'if body :text :contains "needle-two" { fileinto "Two"; }\r\n'
+        'if body :content "image" :contains "needle-one" { fileinto "Three"; }\r\n',
+    )
+    html = (
+        b"Content-Type: text/html; charset=iso-8859-1\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n"
+        b"<p>caf=E9 <b>needle-two</b></p>"
+    )
+    deliver(_multipart(html, message_id="<body1@x>", subject="plain and html"))
+    forwarded = (
+        b"Content-Type: message/rfc822\r\n\r\nFrom: bob@example.org\r\nSubject: inner\r\n"
+        b"Content-Type: text/plain\r\n\r\nthe needle-two is inside\r\n"
+    )
+    deliver(_multipart(forwarded, message_id="<body2@x>", subject="forwarded"))
+    image = b"Content-Type: image/png\r\nContent-Transfer-Encoding: base64\r\n\r\nbmVlZGxlLW9uZQ==\r\n"
+    deliver(_multipart(image, message_id="<body3@x>", subject="picture"))
+
+    def subjects(name: str) -> set[str]:
+        return {email.subject for email in emails_in(account, name)}
+
+    assert subjects("One") == {"plain and html", "forwarded", "picture"}
+    assert subjects("Two") == {"plain and html", "forwarded"}
+    assert subjects("Three") == {"picture"}  # a non-text part is matched only when asked for
+    assert subjects("Prologue") == {"plain and html", "forwarded", "picture"}
+    assert subjects("inbox") == set()
+    assert counts_are_exact(account)
+
+
+def test_body_test_does_not_parse_the_message_again(account, monkeypatch):
+    """The text parts come from the parse the store made; only an embedded message (whose
+    parts that parse doesn't open) sends the body test to a parse of its own."""
+    from groupware.mail.sieve import message as sieve_message
+
+    parses = []
+    original = sieve_message._body_parts
+    monkeypatch.setattr(sieve_message, "_body_parts", lambda raw: parses.append(raw) or original(raw))
+    mailbox_create(account=account, name="Found")
+    activate_script(
+        account, 'require ["fileinto", "body"];\r\nif body :text :contains "needle" { fileinto "Found"; }\r\n'
+    )
+    plain = b"Content-Type: text/plain\r\n\r\nno pins here\r\n"
+    deliver(_multipart(plain, message_id="<np1@x>", subject="no second parse"))
+    assert parses == []
+    forwarded = b"Content-Type: message/rfc822\r\n\r\nSubject: inner\r\n\r\nhay\r\n"
+    deliver(_multipart(forwarded, message_id="<np2@x>", subject="parsed again"))
+    assert len(parses) == 1
+    assert {email.subject for email in emails_in(account, "Found")} == {"no second parse", "parsed again"}

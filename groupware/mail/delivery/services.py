@@ -232,9 +232,26 @@ def _deliver(
             continue
         by_account.setdefault(recipient.account.pk, (recipient, []))[1].append(index)
 
+    prepared: PreparedEmail | Exception | None = None
+    if by_account:
+        # Parsed once for every account: the store's parse, which Sieve's body test reads too.
+        try:
+            prepared = email_prepare(raw=stored_raw)
+        except Exception as error:  # answered per recipient, as if it had happened there
+            prepared = error
+        else:
+            if facts.view is not None:
+                facts.view.use_structure(prepared.columns.get("parsed"), stored_raw)
     for recipient, indexes in by_account.values():
         outcome = _deliver_to_account(
-            recipient=recipient, raw=raw, stored_raw=stored_raw, mail_from=mail_from, key=key, now=now, facts=facts
+            recipient=recipient,
+            raw=raw,
+            stored_raw=stored_raw,
+            mail_from=mail_from,
+            key=key,
+            now=now,
+            facts=facts,
+            prepared=prepared,
         )
         for index in indexes:
             results[index] = DeliveryResult(
@@ -249,10 +266,20 @@ def _deliver(
 
 
 def _deliver_to_account(
-    *, recipient: Recipient, raw: bytes, stored_raw: bytes, mail_from: str, key: str, now: datetime, facts: _Facts
+    *,
+    recipient: Recipient,
+    raw: bytes,
+    stored_raw: bytes,
+    mail_from: str,
+    key: str,
+    now: datetime,
+    facts: _Facts,
+    prepared: PreparedEmail | Exception | None,
 ) -> DeliveryResult:
     address = recipient.address
     try:
+        if isinstance(prepared, Exception):
+            raise prepared
         plan = plan_delivery(
             account=recipient.account,
             raw=raw,
@@ -271,6 +298,7 @@ def _deliver_to_account(
         stored = _commit(
             account=recipient.account,
             plan=plan,
+            prepared=prepared,
             stored_raw=stored_raw,
             mail_from=mail_from,
             key=key,
@@ -345,6 +373,7 @@ def _commit(
     *,
     account: Account,
     plan: DeliveryPlan,
+    prepared: PreparedEmail | None,
     stored_raw: bytes,
     mail_from: str,
     key: str,
@@ -352,11 +381,13 @@ def _commit(
     is_report: bool = False,
 ) -> int | None:
     """Store what the plan says in one transaction; the stored Email's pk (None if none)."""
-    prepared = None
-    if plan.stores:
-        # Before the account lock: the parse and the search tokens, and the message file
-        # on disk (flushed: the row must never outlive its blob, even across a power loss).
-        prepared = email_prepare(raw=stored_raw)
+    if not plan.stores:
+        prepared = None
+    else:
+        # Before the account lock (as the parse and the search tokens): the message file on
+        # disk, flushed (the row must never outlive its blob, even across a power loss).
+        if prepared is None:
+            prepared = email_prepare(raw=stored_raw)
         _blob_durable(blob_write(stored_raw))
     try:
         with account_changes(account.pk):

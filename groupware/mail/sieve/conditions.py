@@ -183,7 +183,10 @@ class Conditions:
         else:
             wanted = ["text"]  # :text, the default transform: the text parts
         values = []
-        for part in self.message.parts:
+        # Containers (a multipart's prologue and epilogue, an embedded message's header)
+        # only when a type asked for can name one.
+        containers = any(item == "" or item.split("/", 1)[0] in ("multipart", "message") for item in wanted)
+        for part in self.message.parts if containers else self.message.leaf_parts:
             main = part.content_type.split("/", 1)[0]
             # The type first: only the parts asked for are decoded.
             if (

@@ -7,8 +7,11 @@ import email.header
 import email.parser
 import email.policy
 import email.utils
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from email.message import Message
+from functools import partial
+from typing import Any
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,7 +33,12 @@ class BodyPart:
     __slots__ = ("_source", "_text", "content_type", "is_container")
 
     def __init__(
-        self, content_type: str, text: str | None = None, is_container: bool = False, *, source: Message | None = None
+        self,
+        content_type: str,
+        text: str | None = None,
+        is_container: bool = False,
+        *,
+        source: Callable[[], str | None] | None = None,
     ) -> None:
         self.content_type = content_type
         self.is_container = is_container
@@ -40,7 +48,7 @@ class BodyPart:
     @property
     def text(self) -> str | None:
         if self._source is not None:
-            self._text, self._source = _part_text(self._source), None
+            self._text, self._source = self._source(), None
         return self._text
 
     def __repr__(self) -> str:
@@ -99,6 +107,8 @@ class MessageView:
         self._raw = raw
         self._raw_body = raw_body
         self._parts = parts
+        self._leaves: list[BodyPart] | None = None
+        self._structure: tuple[Mapping[str, Any], bytes] | None = None
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> MessageView:
@@ -126,6 +136,23 @@ class MessageView:
         if self._parts is None:
             self._parts = _body_parts(self._raw or b"")
         return self._parts
+
+    def use_structure(self, parsed: Mapping[str, Any] | None, raw: bytes) -> None:
+        """Give the body test the parse the store made of the message (its stored form,
+        ``groupware.mail.mime``, with offsets into ``raw``), so the text parts are read from
+        it instead of parsing the message again."""
+        if isinstance(parsed, Mapping) and not parsed.get("truncated"):
+            structure = parsed.get("bodyStructure")
+            if isinstance(structure, Mapping):
+                self._structure = (structure, raw)
+
+    @property
+    def leaf_parts(self) -> list[BodyPart]:
+        """The parts that are not multipart/* or message/rfc822 containers, in order."""
+        if self._leaves is None:
+            leaves = _structure_leaves(*self._structure) if self._structure is not None else None
+            self._leaves = leaves if leaves is not None else [part for part in self.parts if not part.is_container]
+        return self._leaves
 
     def raw_header_values(self, name: str) -> list[str]:
         lowered = name.lower()
@@ -155,8 +182,34 @@ def _body_parts(raw: bytes) -> list[BodyPart]:
             text = "\r\n".join(item for item in (part.preamble, part.epilogue) if item)
             parts.append(BodyPart(content_type, _unescape(text), is_container=True))
         else:
-            parts.append(BodyPart(content_type, source=part))
+            parts.append(BodyPart(content_type, source=partial(_part_text, part)))
     return parts
+
+
+def _structure_leaves(structure: Mapping[str, Any], raw: bytes) -> list[BodyPart] | None:
+    """The leaf parts of a stored body structure, or None when it holds an embedded message
+    (the body test looks inside it, RFC 5173 §5.2, which the structure doesn't)."""
+    from groupware.mail.mime import decode_charset, part_content
+
+    def text(node: Mapping[str, Any], content_type: str) -> str:
+        data = part_content(raw, node)
+        if content_type.startswith("text/"):
+            return decode_charset(data, node.get("charset"))[0]
+        return data.decode("utf-8", errors="replace")  # RFC 5173 §5.2: no charset conversion
+
+    leaves: list[BodyPart] = []
+    pending = [structure]
+    while pending:
+        node = pending.pop()
+        content_type = str(node.get("type") or "text/plain").lower()
+        children = node.get("subParts")
+        if isinstance(children, list):
+            pending.extend(reversed(children))
+        elif content_type in ("message/rfc822", "message/global"):
+            return None
+        else:
+            leaves.append(BodyPart(content_type, source=partial(text, node, content_type)))
+    return leaves
 
 
 def parse_addresses(value: str) -> list[str]:
