@@ -82,14 +82,24 @@ _cache: dict[str, tuple[float, Recipient]] = {}
 _cache_lock = threading.Lock()
 
 
-def recipient_resolve_cached(address: str) -> Recipient | None:
-    """recipient_resolve, remembered for RESOLVE_CACHE_SECONDS per address."""
+def recipient_cached(address: str) -> Recipient | None:
+    """The recipient as remembered (see ``recipient_resolve_cached``), or None when it
+    isn't: no database work, so an event loop may ask."""
     key = address.strip().lower()
-    now = time.monotonic()
     with _cache_lock:
         hit = _cache.get(key)
-    if hit is not None and now - hit[0] < RESOLVE_CACHE_SECONDS:
+    if hit is not None and time.monotonic() - hit[0] < RESOLVE_CACHE_SECONDS:
         return replace(hit[1], address=address.strip().strip("<>"))
+    return None
+
+
+def recipient_resolve_cached(address: str) -> Recipient | None:
+    """recipient_resolve, remembered for RESOLVE_CACHE_SECONDS per address."""
+    cached = recipient_cached(address)
+    if cached is not None:
+        return cached
+    key = address.strip().lower()
+    now = time.monotonic()
     found = recipient_resolve(address)
     if found is None:  # not remembered: a user created a moment later must not bounce
         return None
