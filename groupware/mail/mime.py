@@ -545,7 +545,8 @@ _BLOCK_TAGS = frozenset(
     }
 )  # fmt: skip
 _CELL_TAGS = frozenset({"td", "th"})
-_SPACES = re.compile(r"[ \t\r\f\v\u00a0]+")
+_SPACES = re.compile("[\t\r\f\v\u00a0][ \t\r\f\v\u00a0]*| [ \t\r\f\v\u00a0]+")
+_OTHER_SPACE = re.compile(r"[^\S \n]")
 _BLANK_LINES = re.compile(r"\n\s*\n+")
 _LINE_EDGES = re.compile(r"[^\S\n]*\n[^\S\n]*")
 _NEWLINES = re.compile(r"\n+")
@@ -589,10 +590,15 @@ def html_to_text(source: str) -> str:
 
 
 def _tidy(text: str) -> str:
+    # Runs of spaces, tabs... as one space (a lone space, the common case, is left alone).
     text = _SPACES.sub(" ", text.replace("\r\n", "\n"))
     # Every line stripped (the white space around each line break goes; the text's own
-    # ends go with the final strip), without a Python step per line.
-    text = _LINE_EDGES.sub("\n", text)
+    # ends go with the final strip), without a Python step per line: with only spaces
+    # left (at most one on each side of a break), two replaces do it.
+    if _OTHER_SPACE.search(text):
+        text = _LINE_EDGES.sub("\n", text)
+    else:
+        text = text.replace(" \n", "\n").replace("\n ", "\n")
     return _BLANK_LINES.sub("\n\n", text).strip()
 
 
