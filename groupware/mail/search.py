@@ -104,6 +104,7 @@ _ASCII_NOT_ALNUM = re.compile(r"[\x00-\x2f\x3a-\x60\x7b-\x7f]+")
 _WHITESPACE = re.compile(r"\s+")
 _SPACE = re.compile(r"\s")
 _ASCII_TOKEN = re.compile(r"[a-z0-9]+")
+_ASCII_WORDS = {code: (chr(code).lower() if chr(code).isalnum() else " ") for code in range(128)}
 _ASTRAL = re.compile("[\U00010000-\U0010ffff]")
 _PIECE = 32_768  # characters tokenized at a time, so a long text stops soon after a cap
 
@@ -195,8 +196,10 @@ def tokenize(text: str) -> list[str]:
     ``findall`` and ``map`` over a cache (no Python step per token): indexing tokenizes
     every message.
     """
-    if text.isascii():  # in ASCII, letters and digits are the only word characters
-        return _ASCII_TOKEN.findall(text.lower())
+    if text.isascii():
+        # In ASCII, letters and digits are the only word characters: everything else
+        # becomes a space and capitals small letters in one C pass, then split.
+        return text.translate(_ASCII_WORDS).split()
     return list(filter(None, map(_run_token, _token_pattern(text).findall(text))))
 
 
