@@ -314,12 +314,13 @@ class _Stream:
             return
         if len(self.tokens) + len(tokens) < MAX_FIELD_TOKENS:
             counts = Counter(tokens)
+            counts.pop(PLACEHOLDER, None)  # a position holding no token: not counted
             seen = self._counts
             fresh = [token for token in counts if token not in seen] if seen else list(counts)
             size = len("".join(fresh).encode())
-            within = self._bytes + size <= MAX_FIELD_LEXEME_BYTES and PLACEHOLDER not in counts
+            within = self._bytes + size <= MAX_FIELD_LEXEME_BYTES
             if within and (
-                max(counts.values()) <= MAX_TOKEN_POSITIONS
+                max(counts.values(), default=0) <= MAX_TOKEN_POSITIONS
                 if not seen
                 else all(seen[token] + n <= MAX_TOKEN_POSITIONS for token, n in counts.items())
             ):
@@ -384,16 +385,18 @@ def _decoded_header(value: str) -> str:
 
 
 def _headers_stream(headers: list[tuple[str, str]]) -> _Stream:
-    stream = _Stream()
+    tokens: list[str] = []
     for name, value in headers:
         prefix = _header_name_token(name)
         if prefix is None:
             continue
-        stream.add(_HEADER_PRESENT + prefix)
-        stream.add_tokens(indexable(tokenize(_decoded_header(value)), prefix + _HEADER_VALUE))
-        if stream.full:
-            return stream
-        stream.add(PLACEHOLDER)  # no phrase runs from one header field into the next
+        tokens.append(_HEADER_PRESENT + prefix)
+        tokens += indexable(tokenize(_decoded_header(value)), prefix + _HEADER_VALUE)
+        tokens.append(PLACEHOLDER)  # no phrase runs from one header field into the next
+        if len(tokens) > MAX_FIELD_TOKENS:
+            break  # the stream is full before it reaches the rest
+    stream = _Stream()
+    stream.add_tokens(tokens)  # one step for the whole header section
     return stream
 
 
@@ -425,12 +428,9 @@ def _field_texts(email: Any, fields: Mapping[str, str]) -> dict[str, str]:
 
 def _tsvector_literal(tokens: list[str]) -> str:
     positions: dict[str, list[int]] = {}
+    start = positions.setdefault
     for position, token in enumerate(tokens, start=1):
-        numbers = positions.get(token)
-        if numbers is None:
-            positions[token] = [position]
-        else:
-            numbers.append(position)
+        start(token, []).append(position)
     positions.pop(PLACEHOLDER, None)
     # Our tokens never hold a quote or a backslash (the tokenizer drops ASCII punctuation
     # and header names escape theirs); the literal would still quote them right.

@@ -235,3 +235,28 @@ def test_ingested_messages_are_searchable(mail):
     assert matches(mail.account, fields=("subject",), text="ingested") == {"Ingested subject"}
     assert matches(mail.account, fields=("from",), text="bloggs") == {"Ingested subject"}
     assert matches(mail.account, fields=search.BODY_FIELDS, text="searchable") == {"Ingested subject"}
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        [("Subject", "hello world"), ("X-Long", "y" * (search.MAX_TOKEN_LENGTH + 5) + " after"), ("Bad Name", "skip")],
+        [("X-Same", "same " * 40)] * 10,  # one token past its position cap
+        [(f"X-H{index}", " ".join(f"w{index}x{n}" for n in range(50))) for index in range(400)],  # past the field cap
+    ],
+)
+def test_header_stream_takes_the_caps_as_token_by_token_would(headers):
+    """The header section goes into its stream in one step; the result is the stream
+    built one token at a time (what the caps are defined on)."""
+    expected = search._Stream()
+    for name, value in headers:
+        prefix = search._header_name_token(name)
+        if prefix is None:
+            continue
+        for token in [
+            search._HEADER_PRESENT + prefix,
+            *search.indexable(search.tokenize(value), prefix + search._HEADER_VALUE),
+            search.PLACEHOLDER,
+        ]:
+            expected.add(token)
+    assert search._headers_stream(headers).tokens == expected.tokens
