@@ -183,6 +183,9 @@ JMAP_CHANGES_RETENTION = env_int("JMAP_CHANGES_RETENTION", 60 * 24 * 3600, minim
 # Push (RFC 8620 §7, RFC 8887, RFC 9749).
 # Changes within this many milliseconds of the previous StateChange go out as one.
 PUSH_COALESCE_SECONDS = env_int("PUSH_COALESCE_MS", 50, minimum=0) / 1000
+# Without Redis (the in-memory channel layer), how often a push process reads the state of
+# the accounts it reports on, to hear of changes other processes (serve_mail) committed.
+PUSH_POLL_SECONDS = env_int("PUSH_POLL_MS", 500, minimum=50) / 1000
 # EventSource ping interval bounds (RFC 8620 §7.3: minimum at most 30, maximum at least 300).
 PUSH_PING_MIN = env_int("PUSH_PING_MIN", 30, minimum=1, maximum=30)
 PUSH_PING_MAX = env_int("PUSH_PING_MAX", 600, minimum=300)

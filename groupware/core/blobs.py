@@ -351,11 +351,14 @@ def blob_write(content: bytes) -> str:
     return sha256
 
 
-def blob_store_pinned(*, account: Account, content: bytes, type: str, user: User | None = None) -> str:
+def blob_store_pinned(
+    *, account: Account, content: bytes, type: str, user: User | None = None, written: str | None = None
+) -> str:
     """``blob_store`` then ``blob_pin`` in two or three statements (the message store calls
     it for every message). Call it in the transaction that stores the referencing object.
-    Returns the sha-256."""
-    sha256 = blob_write(content)
+    ``written``: what ``blob_write`` returned for this content, if the caller wrote it
+    already (it is checked again under the Blob row lock all the same). Returns the sha-256."""
+    sha256 = written or blob_write(content)
     _store_rows(
         account=account, sha256=sha256, size=len(content), type=type, user=user, spool=io.BytesIO(content), pin=True
     )

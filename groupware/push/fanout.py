@@ -87,6 +87,10 @@ def group_send(group: str, message: dict[str, Any]) -> None:
         return
     try:
         if isinstance(layer, InMemoryChannelLayer):
+            if not getattr(layer, "groups", {}).get(group):
+                # Nobody in this process listens (serve_mail, a command): nothing to send,
+                # and no event loop to start for it. Push processes poll for such changes.
+                return
             # The in-memory layer lives in the server's own event loop: only reachable
             # from that loop's threads (Django runs sync code there via sync_to_async).
             async_to_sync(layer.group_send)(group, message)

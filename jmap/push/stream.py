@@ -82,6 +82,7 @@ class PushStream:
             await self.hub.renew()
         for pk, modseq in current.items():
             self.seen[pk] = max(self.seen.get(pk, 0), modseq)
+            self.hub.note(pk, modseq)
         self.accounts = set(current)
         self.joined_at = time.monotonic()
         return True

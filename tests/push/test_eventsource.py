@@ -225,3 +225,47 @@ def test_expired_access_token(alice, settings):
         await stream.body()
 
     run(body)
+
+
+IN_MEMORY = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+
+
+def _elsewhere(user, subject: str) -> None:
+    """A delivery committed as another process would commit it: this process's channel
+    layer hears nothing of it (as with serve_mail beside the web server on the embedded
+    default)."""
+    from groupware.core import events
+    from tests.mail.factories import ingest, message
+
+    saved = list(events._listeners)
+    events._listeners.clear()
+    try:
+        ingest(Account.objects.get(owner=user, is_personal=True), message(subject=subject))
+    finally:
+        events._listeners.extend(saved)
+
+
+def test_changes_of_other_processes_reach_the_stream_without_redis(alice, settings):
+    """Embedded default: the in-memory channel layer doesn't cross processes, so the push
+    process reads the states of the accounts it reports on (PUSH_POLL_SECONDS) and
+    announces what other processes changed, once."""
+    settings.CHANNEL_LAYERS = IN_MEMORY
+    settings.PUSH_POLL_SECONDS = 0.1
+
+    async def body():
+        mine = await database_sync_to_async(account_id)(alice)
+        stream = EventStream("types=*&closeafter=no&ping=0", [basic_header(alice.email)])
+        assert await stream.start() == 200
+        await database_sync_to_async(_elsewhere)(alice, "from serve_mail")
+        event = await stream.event(timeout=5)
+        data = orjson.loads(event["data"])
+        assert set(data["changed"]) == {mine}
+        assert {"Email", "Mailbox", "Thread"} <= set(data["changed"][mine])
+        assert await stream.quiet(0.6)  # announced once
+        # A change this process commits is announced by its own message, not twice.
+        await deliver(alice, "from this process")
+        await stream.event(timeout=5)
+        assert await stream.quiet(0.6)
+        await stream.close()
+
+    run(body)

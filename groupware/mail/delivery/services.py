@@ -22,7 +22,7 @@ import logging
 import os
 import socket
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from email.utils import format_datetime
 from typing import Any
@@ -388,7 +388,9 @@ def _commit(
         # disk, flushed (the row must never outlive its blob, even across a power loss).
         if prepared is None:
             prepared = email_prepare(raw=stored_raw)
-        _blob_durable(blob_write(stored_raw))
+        written = blob_write(stored_raw)
+        _blob_durable(written)
+        prepared = replace(prepared, written=written)
     try:
         with account_changes(account.pk):
             email_pk: int | None = None

@@ -406,6 +406,7 @@ class PreparedEmail:
     columns: dict[str, Any]
     received_at: datetime
     search: SearchDocument
+    written: str | None = None  # the sha-256 of ``raw`` once blob_write has stored it
 
 
 def email_prepare(*, raw: bytes, received_at: datetime | None = None) -> PreparedEmail:
@@ -476,7 +477,9 @@ def emails_import(
         for position in checked:
             if position not in shas:
                 raw = items[position].prepared.raw
-                shas[position] = blob_store_pinned(account=account, content=raw, type=MESSAGE_TYPE, user=user)
+                shas[position] = blob_store_pinned(
+                    account=account, content=raw, type=MESSAGE_TYPE, user=user, written=items[position].prepared.written
+                )
         order = sorted(checked)
         new = [
             NewEmail(

@@ -112,8 +112,12 @@ class MessageView:
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> MessageView:
-        # Only the header is parsed now; the MIME structure waits for a body test.
-        parsed = email.parser.BytesParser(policy=email.policy.compat32).parsebytes(raw, headersonly=True)
+        # Only the header is parsed now; the MIME structure waits for a body test. The
+        # parser would read the body line by line into a payload nobody looks at: it gets
+        # the octets up to the first empty line (the header fields end there at the latest).
+        end = min((found for found in (raw.find(b"\r\n\r\n"), raw.find(b"\n\n")) if found >= 0), default=-1)
+        header = raw[: end + 4] if end >= 0 else raw
+        parsed = email.parser.BytesParser(policy=email.policy.compat32).parsebytes(header, headersonly=True)
         headers = [(name, _unescape(str(value))) for name, value in parsed.raw_items()]
         return cls(headers=headers, size=len(raw), raw=raw)
 
