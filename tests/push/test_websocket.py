@@ -140,8 +140,19 @@ def test_request_errors(alice):
     run(body)
 
 
-def test_max_concurrent_requests_per_connection(alice, settings):
+def test_max_concurrent_requests_per_connection(alice, settings, monkeypatch):
     settings.JMAP = {**settings.JMAP, "maxConcurrentRequests": 1}
+    # Each request takes a moment, so the ten surely overlap (Core/echo alone can finish
+    # before the next message is read, on a fast machine).
+    from jmap.push import websocket
+
+    real_run = websocket._run_request
+
+    def slow_run(*args, **kwargs):
+        time.sleep(0.05)
+        return real_run(*args, **kwargs)
+
+    monkeypatch.setattr(websocket, "_run_request", slow_run)
 
     async def body():
         socket, _ = await Socket.open(alice.email)
