@@ -16,3 +16,9 @@ JMAP_METHOD_MODULES = [*JMAP_METHOD_MODULES, "tests.jmaptest.methods", "tests.jm
 # The tests run the relay explicitly (groupware.mail.submission.relay.relay_due), so what
 # they check never races a background sender; one test turns dispatching back on.
 SUBMISSION_DISPATCH = "manual"
+
+# Push processes without Redis read their accounts' states periodically (jmap.push.hub);
+# in the tests that read would meet the writes of the shared-cache in-memory SQLite database
+# (which refuses a write at once while another connection reads). The test of the reading
+# turns it on.
+PUSH_POLL_SECONDS = 3600.0
