@@ -38,7 +38,6 @@ from groupware.mail.services.emails import (
     MailboxesInvalid,
     MessageTooLarge,
     keyword_normalize,
-    mail_blob_read,
     mail_blob_reader,
     part_blob_id,
 )
@@ -668,9 +667,9 @@ def email_create(ctx: SetContext, values: dict[str, Any]) -> Email:
 
     # Every blob the parts reference is read first: a blobNotFound error names them all
     # (RFC 8621 §4.6), and the attachment size limit is checked before composing.
-    blobs: dict[str, bytes | None] = {}
-    for given in referenced_blob_ids(content):
-        blobs[given] = mail_blob_read(ctx.account, given, user=ctx.call.user)
+    referenced = list(dict.fromkeys(referenced_blob_ids(content)))
+    read = mail_blob_reader(ctx.account, referenced, user=ctx.call.user)
+    blobs: dict[str, bytes | None] = {given: read(given) for given in referenced}
     missing = [given for given, data in blobs.items() if data is None]
     if missing:
         raise SetError("blobNotFound", "blobs not found", notFound=missing)
@@ -680,7 +679,7 @@ def email_create(ctx: SetContext, values: dict[str, Any]) -> Email:
 
     def load_blob(given: str) -> bytes | None:
         if given not in blobs:
-            blobs[given] = mail_blob_read(ctx.account, given, user=ctx.call.user)
+            blobs[given] = read(given)
         return blobs[given]
 
     try:

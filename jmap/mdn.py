@@ -10,7 +10,7 @@ from groupware.core.ids import decode, encode
 from groupware.mail.headers import header_value
 from groupware.mail.models import Email, MessageIdIndex
 from groupware.mail.services.counts import EMAIL_ID_PREFIX
-from groupware.mail.services.emails import email_raw, mail_blob_read
+from groupware.mail.services.emails import email_raw, mail_blob_reader
 from groupware.mail.submission import services
 from groupware.mail.submission.addresses import (
     SenderAddresses,
@@ -260,8 +260,10 @@ def mdn_parse(call: CallContext, arguments: dict[str, Any]) -> dict[str, Any]:
     found: dict[str, Any] = {}
     not_parsable: list[str] = []
     not_found: list[str] = []
-    for given in dict.fromkeys(parsed["blobIds"]):
-        data = mail_blob_read(account, given, user=call.user)
+    blob_ids = list(dict.fromkeys(parsed["blobIds"]))
+    read = mail_blob_reader(account, blob_ids, user=call.user)
+    for given in blob_ids:
+        data = read(given)
         if data is None:
             not_found.append(given)
             continue

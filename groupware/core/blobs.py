@@ -244,7 +244,15 @@ def blob_open_row(account_blob: AccountBlob) -> OpenBlob | None:
 
 def blob_read(account: Account, blob_id: object, *, user: User | None = None) -> bytes | None:
     """The whole content of a blob visible in the account, or None. For small blobs."""
-    opened = blob_open(account, blob_id, user=user)
+    return _read_whole(blob_open(account, blob_id, user=user))
+
+
+def blob_read_row(account_blob: AccountBlob) -> bytes | None:
+    """``blob_read`` for a row found by ``blob_find``/``blob_find_many``."""
+    return _read_whole(blob_open_row(account_blob))
+
+
+def _read_whole(opened: OpenBlob | None) -> bytes | None:
     if opened is None:
         return None
     with opened:

@@ -175,6 +175,24 @@ def test_create_with_attachment_blob(mail):
     assert attachment["type"] == "application/pdf" and attachment["size"] == len(pdf)
 
 
+def test_create_reads_its_attachment_blobs_in_one_query(mail):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    def queries_for(count: int) -> int:
+        parts = [{"type": "text/plain", "partId": "bd48"}]
+        for index in range(count):
+            blob = mail.upload(f"%PDF-1.4 number {count}.{index}".encode(), "application/pdf")
+            parts.append({"type": "application/pdf", "blobId": blob, "name": f"{index}.pdf"})
+        draft = _draft(mail, bodyStructure={"type": "multipart/mixed", "subParts": parts})
+        with CaptureQueriesContext(connection) as captured:
+            created = mail.ok("Email/set", {"create": {"c": draft}})["created"]
+        assert set(created) == {"c"}
+        return len(captured.captured_queries)
+
+    assert queries_for(1) == queries_for(4)
+
+
 def test_too_many_keywords(mail, settings):
     settings.MAIL_MAX_KEYWORDS_PER_EMAIL = 2
     draft = _draft(mail, keywords={"a": True, "b": True, "c": True})

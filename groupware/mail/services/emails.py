@@ -34,10 +34,10 @@ from groupware.core.blobs import (
     blob_copy,
     blob_find_many,
     blob_id,
-    blob_open_row,
     blob_pin,
     blob_pin_many,
     blob_read,
+    blob_read_row,
     blob_storage,
     blob_store_pinned,
     parse_blob_id,
@@ -327,11 +327,7 @@ def mail_blob_reader(
         if sha256 is None:
             return mail_blob_read(account, value, user=user)
         row = rows.get(sha256)
-        opened = blob_open_row(row) if row is not None else None
-        if opened is None:
-            return None
-        with opened:
-            return opened.file.read()
+        return blob_read_row(row) if row is not None else None
 
     return read
 
