@@ -10,8 +10,9 @@ The contract with the listeners (and any other caller, e.g. local submission):
   reply tracking and the queued follow-up messages commit together or not at all. Follow-up
   work (vacation replies, redirects) is queued after the commit (groupware.mail.delivery.outbound).
 - A retransmission (same Message-ID and content digest, to the same account, within
-  MAIL_DEDUP_WINDOW) is answered 250 without storing it twice; concurrent copies are
-  serialized by the account lock and, failing that, by the DeliveryRecord unique constraint.
+  MAIL_DEDUP_WINDOW) is answered 250 without storing it twice: the DeliveryRecord is
+  upserted on its unique (account, key) under the account lock, and a record within the
+  window rolls the delivery back.
 - Database trouble answers 451 (4.3.0): the sender keeps the message and retries.
 """
 
@@ -28,7 +29,7 @@ from email.utils import format_datetime
 from typing import Any
 
 from django.conf import settings
-from django.db import DatabaseError, IntegrityError, close_old_connections, connection
+from django.db import DatabaseError, close_old_connections, connection
 from django.utils import timezone
 
 from accounts.models import Account
@@ -232,16 +233,9 @@ def _deliver(
             continue
         by_account.setdefault(recipient.account.pk, (recipient, []))[1].append(index)
 
-    prepared: PreparedEmail | Exception | None = None
-    if by_account:
-        # Parsed once for every account: the store's parse, which Sieve's body test reads too.
-        try:
-            prepared = email_prepare(raw=stored_raw)
-        except Exception as error:  # answered per recipient, as if it had happened there
-            prepared = error
-        else:
-            if facts.view is not None:
-                facts.view.use_structure(prepared.columns.get("parsed"), stored_raw)
+    if not by_account:
+        return [results[index] for index in range(len(recipients))]
+    prepared = _prepare(stored_raw, facts)
     for recipient, indexes in by_account.values():
         outcome = _deliver_to_account(
             recipient=recipient,
@@ -265,6 +259,18 @@ def _deliver(
     return [results[index] for index in range(len(recipients))]
 
 
+def _prepare(stored_raw: bytes, facts: _Facts) -> PreparedEmail | Exception:
+    """The store's parse of the message, once for every account (Sieve's body test reads
+    it too); an error is answered per recipient, as if it had happened there."""
+    try:
+        prepared = email_prepare(raw=stored_raw)
+    except Exception as error:
+        return error
+    if facts.view is not None:
+        facts.view.use_structure(prepared.columns.get("parsed"), stored_raw)
+    return prepared
+
+
 def _deliver_to_account(
     *,
     recipient: Recipient,
@@ -274,7 +280,7 @@ def _deliver_to_account(
     key: str,
     now: datetime,
     facts: _Facts,
-    prepared: PreparedEmail | Exception | None,
+    prepared: PreparedEmail | Exception,
 ) -> DeliveryResult:
     address = recipient.address
     try:
@@ -373,7 +379,7 @@ def _commit(
     *,
     account: Account,
     plan: DeliveryPlan,
-    prepared: PreparedEmail | None,
+    prepared: PreparedEmail,
     stored_raw: bytes,
     mail_from: str,
     key: str,
@@ -381,44 +387,33 @@ def _commit(
     is_report: bool = False,
 ) -> int | None:
     """Store what the plan says in one transaction; the stored Email's pk (None if none)."""
-    if not plan.stores:
-        prepared = None
-    else:
+    if plan.stores:
         # Before the account lock (as the parse and the search tokens): the message file on
         # disk, flushed (the row must never outlive its blob, even across a power loss).
-        if prepared is None:
-            prepared = email_prepare(raw=stored_raw)
         written = blob_write(stored_raw)
         _blob_durable(written)
         prepared = replace(prepared, written=written)
-    try:
-        with account_changes(account.pk):
-            email_pk: int | None = None
-            if prepared is not None:
-                mailbox_pks = _target_pks(account, plan.targets)
-                email = _store(account, prepared, mailbox_pks, dict.fromkeys(plan.keywords, True))
-                email_pk = email.pk
-                if is_report:
-                    # A DSN or MDN about a message this account sent updates that submission.
-                    submission_report_received(account=account, raw=stored_raw)
-            # Under the account lock, so a copy delivered meanwhile on another connection
-            # shows here: a record of this key within the window makes this delivery a
-            # retransmission, and everything above rolls back (rare: the check costs no
-            # statement of its own). An older record is replaced.
-            recorded = sql.row(
-                "INSERT INTO mail_deliveryrecord (account_id, key, email_id, created) VALUES (%s, %s, %s, %s)"
-                " ON CONFLICT (account_id, key) DO UPDATE SET email_id = excluded.email_id, created = excluded.created"
-                " WHERE mail_deliveryrecord.created < %s RETURNING id",
-                [account.pk, key, email_pk, sql.db_datetime(now), sql.db_datetime(_window_start(now))],
-            )
-            if recorded is None:
-                raise _Duplicate
-            _record_follow_ups(account=account, plan=plan, stored_raw=stored_raw, mail_from=mail_from, now=now)
-    except IntegrityError:
-        # Only the delivery record can collide: another copy committed first.
-        if sql.row("SELECT 1 FROM mail_deliveryrecord WHERE account_id = %s AND key = %s", [account.pk, key]):
-            raise _Duplicate from None
-        raise
+    with account_changes(account.pk):
+        email_pk: int | None = None
+        if plan.stores:
+            mailbox_pks = _target_pks(account, plan.targets)
+            email_pk = _store(account, prepared, mailbox_pks, dict.fromkeys(plan.keywords, True)).pk
+            if is_report:
+                # A DSN or MDN about a message this account sent updates that submission.
+                submission_report_received(account=account, raw=stored_raw)
+        # Under the account lock, so a copy delivered meanwhile on another connection
+        # shows here: a record of this key within the window makes this delivery a
+        # retransmission, and everything above rolls back (rare: the check costs no
+        # statement of its own). An older record is replaced.
+        recorded = sql.row(
+            "INSERT INTO mail_deliveryrecord (account_id, key, email_id, created) VALUES (%s, %s, %s, %s)"
+            " ON CONFLICT (account_id, key) DO UPDATE SET email_id = excluded.email_id, created = excluded.created"
+            " WHERE mail_deliveryrecord.created < %s RETURNING id",
+            [account.pk, key, email_pk, sql.db_datetime(now), sql.db_datetime(_window_start(now))],
+        )
+        if recorded is None:
+            raise _Duplicate
+        _record_follow_ups(account=account, plan=plan, stored_raw=stored_raw, mail_from=mail_from, now=now)
     return email_pk
 
 
