@@ -13,6 +13,8 @@ from email.message import Message
 from functools import partial
 from typing import Any
 
+from groupware.mail.mime import decode_charset, part_content
+
 
 @dataclass(frozen=True, slots=True)
 class Envelope:
@@ -193,7 +195,6 @@ def _body_parts(raw: bytes) -> list[BodyPart]:
 def _structure_leaves(structure: Mapping[str, Any], raw: bytes) -> list[BodyPart] | None:
     """The leaf parts of a stored body structure, or None when it holds an embedded message
     (the body test looks inside it, RFC 5173 §5.2, which the structure doesn't)."""
-    from groupware.mail.mime import decode_charset, part_content
 
     def text(node: Mapping[str, Any], content_type: str) -> str:
         data = part_content(raw, node)
