@@ -17,8 +17,9 @@ JMAP_METHOD_MODULES = [*JMAP_METHOD_MODULES, "tests.jmaptest.methods", "tests.jm
 # they check never races a background sender; one test turns dispatching back on.
 SUBMISSION_DISPATCH = "manual"
 
-# Push processes without Redis read their accounts' states periodically (jmap.push.hub);
-# in the tests that read would meet the writes of the shared-cache in-memory SQLite database
-# (which refuses a write at once while another connection reads). The test of the reading
-# turns it on.
-PUSH_POLL_SECONDS = 3600.0
+# The SQLite test database is a file, as deployed (WAL, a busy timeout), not Django's
+# shared-cache in-memory default, whose connections refuse at once ("database table is
+# locked") where a file database waits: threads and processes read and write as they do
+# in production.
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":  # noqa: F405
+    DATABASES["default"]["TEST"] = {"NAME": os.path.join(os.environ["DATA_DIR"], "test.sqlite3")}  # noqa: F405

@@ -6,14 +6,13 @@ import base64
 import ipaddress
 import secrets
 import socket
-import time
 from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from django.conf import settings
-from django.db import IntegrityError, OperationalError, connection, transaction
+from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -173,18 +172,8 @@ def push_subscription_update(
 
 def push_subscription_destroy(*, subscription: PushSubscription) -> None:
     # RFC 8620 §7.2: the URL and keys are erased with the row. One DELETE statement (no
-    # cascade to collect): Web Push threads call this beside requests on SQLite too.
-    for attempt in range(20):
-        try:
-            PushSubscription.objects.filter(pk=subscription.pk).delete()
-            return
-        except OperationalError as error:
-            # SQLite with a shared cache (an in-memory database shared by threads) refuses
-            # at once with "database table is locked" while another connection's statement
-            # reads the table, instead of waiting: try again shortly.
-            if connection.vendor != "sqlite" or "locked" not in str(error) or attempt == 19:
-                raise
-            time.sleep(0.05)
+    # cascade to collect): Web Push threads call this beside requests.
+    PushSubscription.objects.filter(pk=subscription.pk).delete()
 
 
 def push_subscriptions_purge_expired() -> int:

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import time
 
 import orjson
 import pytest
 from asgiref.testing import ApplicationCommunicator
 from channels.db import database_sync_to_async
 from django.core.asgi import get_asgi_application
-from django.db import OperationalError
 
 from accounts.models import Account
 from jmap.push.auth import push_token_create
@@ -242,16 +240,7 @@ def _elsewhere(user, subject: str) -> None:
     saved = list(events._listeners)
     events._listeners.clear()
     try:
-        for attempt in range(20):
-            try:
-                ingest(Account.objects.get(owner=user, is_personal=True), message(subject=subject))
-                return
-            except OperationalError as error:
-                # The shared-cache in-memory SQLite test database refuses a write at once
-                # while the hub reads; a file database (as deployed) waits instead.
-                if "locked" not in str(error) or attempt == 19:
-                    raise
-                time.sleep(0.05)
+        ingest(Account.objects.get(owner=user, is_personal=True), message(subject=subject))
     finally:
         events._listeners.extend(saved)
 
