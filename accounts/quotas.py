@@ -44,7 +44,7 @@ from django.db.models.functions import Coalesce, Concat
 
 from accounts.models import Account, Domain, Quota, User
 from groupware.core import sql
-from groupware.core.changes import Change, ChangeSet, account_changes
+from groupware.core.changes import QUOTAS_EXIST, Change, ChangeSet, account_changes
 
 QUOTA_TYPE = "Quota"
 QUOTA_ID_PREFIX = "q"
@@ -189,7 +189,7 @@ def quota_charge(*, changes: ChangeSet, octets: int, count: int) -> None:
     if quotas is None:
         # Loaded once per transaction. ``used`` as loaded excludes this transaction's own
         # usage (it is written at commit), which the checks add from the ChangeSet.
-        quotas = _applicable(changes.account)
+        quotas = _applicable(changes.account) if changes.memo.get(QUOTAS_EXIST, True) else []
         changes.memo["quotas"] = quotas
     if octets > 0 or count > 0:
         _check(

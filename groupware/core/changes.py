@@ -160,7 +160,10 @@ def accounts_changes(account_pks: Iterable[int]) -> Iterator[dict[int, ChangeSet
         token = None
         if missing:
             locked = _lock_accounts(missing)
-            opened = {account.pk: ChangeSet(account) for account in locked}
+            opened = {}
+            for account, (quotas_exist,) in locked:
+                opened[account.pk] = ChangeSet(account)
+                opened[account.pk].memo[QUOTAS_EXIST] = bool(quotas_exist)
             if len(opened) != len(missing):
                 raise Account.DoesNotExist("account vanished")
             active = {**active, **opened}
@@ -176,13 +179,20 @@ def accounts_changes(account_pks: Iterable[int]) -> Iterator[dict[int, ChangeSet
                 _active.reset(token)
 
 
-def _lock_accounts(pks: list[int]) -> list[Account]:
-    """The account rows, locked, in ascending id order (plain SQL: every write starts here)."""
+# ChangeSet.memo: whether any quota exists at all (accounts.quotas), read with the lock,
+# as every write that stores data asks it.
+QUOTAS_EXIST = "quotas_exist"
+
+
+def _lock_accounts(pks: list[int]) -> list[tuple[Account, tuple[Any, ...]]]:
+    """The account rows, locked, in ascending id order (plain SQL: every write starts
+    here), each with whether any quota exists."""
     return sql.instances(
         Account,
-        f"SELECT {sql.columns(Account)[0]} FROM accounts_account WHERE id IN ({sql.placeholders(len(pks))})"  # noqa: S608
-        f" ORDER BY id{sql.for_update()}",
+        f"SELECT {sql.columns(Account)[0]}, EXISTS (SELECT 1 FROM accounts_quota)"  # noqa: S608
+        f" FROM accounts_account WHERE id IN ({sql.placeholders(len(pks))}) ORDER BY id{sql.for_update()}",
         pks,
+        extra=1,
     )
 
 

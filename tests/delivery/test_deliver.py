@@ -371,3 +371,42 @@ def test_body_test_does_not_parse_the_message_again(account, monkeypatch):
     deliver(_multipart(forwarded, message_id="<np2@x>", subject="parsed again"))
     assert len(parses) == 1
     assert {email.subject for email in emails_in(account, "Found")} == {"no second parse", "parsed again"}
+
+
+def test_a_filtered_delivery_runs_a_fixed_set_of_statements(account):
+    """Pinned: a message filed by the Sieve script into a folder, as a reply joining an
+    existing thread. The mailboxes come from the plan's read and the counts after the
+    insert are worked out: no second read of either, and no quota lookup of its own."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    mailbox_create(account=account, name="Filed")
+    activate_script(account, 'require "fileinto";\r\nif header :contains "subject" "Hello" { fileinto "Filed"; }\r\n')
+    deliver_message(
+        raw=raw_message(message_id="<first@example.net>"),
+        mail_from="joe@example.net",
+        recipients=["alice@example.com"],
+        cached_recipients=True,
+    )
+    reply = raw_message(
+        subject="Re: Hello", message_id="<second@example.net>", extra="In-Reply-To: <first@example.net>\r\n"
+    )
+    with CaptureQueriesContext(connection) as captured:
+        # As the listeners call it: the recipient was resolved at RCPT moments ago.
+        [result] = deliver_message(
+            raw=reply, mail_from="joe@example.net", recipients=["alice@example.com"], cached_recipients=True
+        )
+    assert result.code == 250 and not result.duplicate
+    statements = [query["sql"] for query in captured.captured_queries]
+    assert not any("FROM mail_mailbox WHERE account_id = %s AND id IN" in sql for sql in statements), statements
+    assert sum("FROM mail_emailmailbox em JOIN" in sql for sql in statements) == 1, statements
+    assert sum("accounts_quota" in sql for sql in statements) == 1, statements  # with the account lock
+    # PostgreSQL: the plan's read, then (between the test's SAVEPOINT and RELEASE) the lock,
+    # the blob rows, the thread lookup, the snapshot, four inserts, one count update, the
+    # search row, the dedup record, the change records and the account row. SQLite: the
+    # blob rows are three statements and the search row a savepoint, a delete and an insert.
+    expected = {"postgresql": 15, "sqlite": 19}[connection.vendor]
+    assert len(statements) == expected, statements
+    [email] = emails_in(account, "Filed")[1:]
+    assert email.subject == "Re: Hello"
+    assert counts_are_exact(account)

@@ -96,6 +96,10 @@ class MailboxCounts(NamedTuple):
     unread_threads: int = 0
 
 
+# One membership as the counts see it: (mailbox pk, email unread, mailbox is the trash).
+Membership = tuple[int, bool, bool]
+
+
 @dataclass(frozen=True)
 class Snapshot:
     """What the counts of every mailbox owe to a set of threads at one moment."""
@@ -106,9 +110,11 @@ class Snapshot:
     threads: dict[tuple[int, int], bool] = field(default_factory=dict)
     # mailbox pk -> (emails, unread emails) of these threads in the mailbox.
     emails: dict[int, tuple[int, int]] = field(default_factory=dict)
+    # thread pk -> its memberships (what ``snapshot_adding`` builds on).
+    memberships: dict[int, list[Membership]] = field(default_factory=dict)
 
 
-def _thread_unread_by_mailbox(memberships: Iterable[tuple[int, bool, bool]]) -> dict[int, bool]:
+def _thread_unread_by_mailbox(memberships: Iterable[Membership]) -> dict[int, bool]:
     """One thread's (mailbox, email unread, mailbox is trash) rows -> mailbox: unread there.
 
     RFC 8621 §2 unreadThreads: an unread email counts for the trash only through a trash
@@ -154,19 +160,42 @@ def thread_snapshot(account_id: int, thread_ids: Iterable[int]) -> Snapshot:
     wanted = frozenset(thread_ids)
     if not wanted:
         return Snapshot(thread_ids=wanted)
-    by_thread: dict[int, list[tuple[int, bool, bool]]] = defaultdict(list)
-    emails: dict[int, list[int]] = defaultdict(lambda: [0, 0])
+    by_thread: dict[int, list[Membership]] = defaultdict(list)
     for thread, mailbox, unread, role in _membership_rows(account_id, sorted(wanted)):
         by_thread[thread].append((mailbox, unread, role == TRASH_ROLE))
-        counted = emails[mailbox]
-        counted[0] += 1
-        counted[1] += int(unread)
+    return _snapshot(wanted, by_thread)
+
+
+def snapshot_adding(before: Snapshot, added: Iterable[tuple[int, Membership]]) -> Snapshot:
+    """The snapshot after memberships (thread pk, membership) were added to the threads of
+    ``before`` and nothing else of theirs changed: worked out without a query (new Emails
+    add only memberships). Threads new to ``before`` may be among them."""
+    by_thread = {thread: list(rows) for thread, rows in before.memberships.items()}
+    threads = set(before.thread_ids)
+    for thread, membership in added:
+        by_thread.setdefault(thread, []).append(membership)
+        threads.add(thread)
+    return _snapshot(frozenset(threads), by_thread)
+
+
+def _snapshot(thread_ids: frozenset[int], by_thread: dict[int, list[Membership]]) -> Snapshot:
+    emails: dict[int, list[int]] = defaultdict(lambda: [0, 0])
+    for rows in by_thread.values():
+        for mailbox, unread, _ in rows:
+            counted = emails[mailbox]
+            counted[0] += 1
+            counted[1] += int(unread)
     threads = {
         (mailbox, thread): unread
         for thread, rows in by_thread.items()
         for mailbox, unread in _thread_unread_by_mailbox(rows).items()
     }
-    return Snapshot(thread_ids=wanted, threads=threads, emails={mailbox: (c[0], c[1]) for mailbox, c in emails.items()})
+    return Snapshot(
+        thread_ids=thread_ids,
+        threads=threads,
+        emails={mailbox: (c[0], c[1]) for mailbox, c in emails.items()},
+        memberships=dict(by_thread),
+    )
 
 
 def _email_deltas(before: Snapshot, after: Snapshot) -> dict[int, tuple[int, int]]:

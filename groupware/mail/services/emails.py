@@ -368,21 +368,20 @@ def email_raw(email: Email) -> bytes:
 # -- Services -------------------------------------------------------------------------------
 
 
-def _existing_mailboxes(account: Account, id_lists: Iterable[Iterable[int]]) -> set[int]:
-    """Which of these mailbox pks exist in the account (one query)."""
+def _existing_mailboxes(account: Account, id_lists: Iterable[Iterable[int]]) -> dict[int, str | None]:
+    """Which of these mailbox pks exist in the account, with their roles (one query)."""
     wanted = {pk for ids in id_lists for pk in ids}
     if not wanted:
-        return set()
-    return {
-        pk
-        for (pk,) in sql.rows(
-            f"SELECT id FROM mail_mailbox WHERE account_id = %s AND id IN ({sql.placeholders(len(wanted))})",  # noqa: S608
+        return {}
+    return dict(
+        sql.rows(
+            f"SELECT id, role FROM mail_mailbox WHERE account_id = %s AND id IN ({sql.placeholders(len(wanted))})",  # noqa: S608
             [account.pk, *wanted],
         )
-    }
+    )
 
 
-def _mailbox_pks(mailbox_ids: Iterable[int], existing: set[int]) -> list[int]:
+def _mailbox_pks(mailbox_ids: Iterable[int], existing: Mapping[int, object]) -> list[int]:
     wanted = list(dict.fromkeys(mailbox_ids))
     if not wanted:
         # RFC 8621 §4.1.1: an Email belongs to one or more Mailboxes at all times.
@@ -436,16 +435,25 @@ class EmailImport:
 
 
 def emails_import(
-    *, account: Account, items: Sequence[EmailImport], user: User | None = None
+    *,
+    account: Account,
+    items: Sequence[EmailImport],
+    user: User | None = None,
+    known_mailboxes: Mapping[int, str | None] | None = None,
 ) -> list[Email | Exception]:
     """Store prepared messages as new Emails, in one transaction and one round of queries
     for the whole batch; each item's result is its Email, or the error (InvalidKeywords,
     MailboxesInvalid, BlobNotFound, accounts.quotas.OverQuota) that kept it out. ``user``
-    is who adds them."""
+    is who adds them.
+
+    ``known_mailboxes``: the account's mailboxes (pk -> role) as the caller read them, in
+    place of reading those the items name. Only for pks of this account: one destroyed
+    since fails the transaction at commit (the memberships' foreign key), nothing is
+    stored."""
     results: list[Email | Exception] = [EmailError("not stored")] * len(items)
     mailbox_lists = [list(item.mailbox_ids) for item in items]
     with account_changes_joined(account.pk) as changes:
-        existing = _existing_mailboxes(account, mailbox_lists)
+        existing = known_mailboxes if known_mailboxes is not None else _existing_mailboxes(account, mailbox_lists)
         checked: dict[int, tuple[list[int], dict[str, bool]]] = {}
         for position, item in enumerate(items):
             try:
@@ -489,7 +497,8 @@ def emails_import(
             )
             for position in order
         ]
-        for position, email in zip(order, emails_insert(account=account, changes=changes, items=new), strict=True):
+        stored = emails_insert(account=account, changes=changes, items=new, mailbox_roles=existing)
+        for position, email in zip(order, stored, strict=True):
             results[position] = email
     return results
 
@@ -535,7 +544,8 @@ def email_copy(
     search = search_document(email=columns, fields=email_search_fields(email))
     with account_changes(account.pk) as changes:
         wanted = list(mailbox_ids)
-        mailbox_pks = _mailbox_pks(wanted, _existing_mailboxes(account, [wanted]))
+        existing = _existing_mailboxes(account, [wanted])
+        mailbox_pks = _mailbox_pks(wanted, existing)
         quota_charge(changes=changes, octets=email.size, count=1)  # raises OverQuota
         if email.account_id != account.pk:
             copied = blob_copy(
@@ -553,7 +563,7 @@ def email_copy(
             mailbox_pks=mailbox_pks,
             keywords=normal_keywords,
         )
-        return emails_insert(account=account, changes=changes, items=[new])[0]
+        return emails_insert(account=account, changes=changes, items=[new], mailbox_roles=existing)[0]
 
 
 def email_update(

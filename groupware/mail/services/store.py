@@ -11,7 +11,7 @@ written up to it, the merge runs on its own, and the rest follows as a new batch
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
@@ -25,11 +25,13 @@ from groupware.mail.services import threads
 from groupware.mail.services.counts import (
     EMAIL_TYPE,
     THREAD_TYPE,
+    TRASH_ROLE,
     Snapshot,
     email_id,
     in_chunks,
     is_unread,
     mailbox_counts_apply,
+    snapshot_adding,
     thread_id,
     thread_snapshot,
 )
@@ -54,14 +56,24 @@ class NewEmail:
         return threads.threading_ids(columns["message_id"], columns["in_reply_to"], columns["references"])
 
 
-def emails_insert(*, account: Account, changes: ChangeSet, items: Sequence[NewEmail]) -> list[Email]:
-    """Store these messages as new Emails, in order; call inside ``account_changes``."""
+def emails_insert(
+    *,
+    account: Account,
+    changes: ChangeSet,
+    items: Sequence[NewEmail],
+    mailbox_roles: Mapping[int, str | None] | None = None,
+) -> list[Email]:
+    """Store these messages as new Emails, in order; call inside ``account_changes``.
+
+    ``mailbox_roles``: the role of every mailbox the items go to (pk -> role), if the
+    caller knows them: the mailbox counts after the insert are then worked out from the
+    counts before it, without reading the threads again."""
     stored: list[Email] = []
     rest = list(items)
     while rest:
         plan, index_rows = _thread_plan(account, rest)
         if plan:
-            stored.extend(_write(account, changes, rest[: len(plan)], plan, index_rows))
+            stored.extend(_write(account, changes, rest[: len(plan)], plan, index_rows, mailbox_roles=mailbox_roles))
         rest = rest[len(plan) :]
         if rest:  # the next message links several Threads: merge them, then go on
             stored.append(_insert_merging(account, changes, rest.pop(0)))
@@ -115,10 +127,13 @@ def _write(
     plan: Sequence[ThreadKey],
     existing_index: set[tuple[str, str, int]],
     before: Snapshot | None = None,
+    mailbox_roles: Mapping[int, str | None] | None = None,
 ) -> list[Email]:
     """Rows, memberships, index, counts, search and changes of messages whose Threads are
-    planned (existing pks, or -n: created here)."""
+    planned (existing pks, or -n: created here). ``before``: the snapshot of a merge (the
+    snapshot after is read then, as a merge moves Emails)."""
     old_threads = sorted({key for key in plan if key > 0})
+    merging = before is not None
     if before is None:
         before = thread_snapshot(account.pk, old_threads)
     new_keys = sorted({key for key in plan if key < 0}, reverse=True)  # -1, -2, ... in order
@@ -171,7 +186,18 @@ def _write(
         changes.record(EMAIL_TYPE, email_id(email.pk), Change.CREATED)
     sql.insert(EmailMailbox, memberships)
     sql.insert(MessageIdIndex, index_rows)
-    mailbox_counts_apply(account=account, before=before, after=thread_snapshot(account.pk, before.thread_ids))
+    if not merging and mailbox_roles is not None and all(row.mailbox_id in mailbox_roles for row in memberships):
+        unread_of = {email.pk: email.is_unread for email in emails}
+        after = snapshot_adding(
+            before,
+            (
+                (row.thread_id, (row.mailbox_id, unread_of[row.email_id], mailbox_roles[row.mailbox_id] == TRASH_ROLE))
+                for row in memberships
+            ),
+        )
+    else:
+        after = thread_snapshot(account.pk, before.thread_ids)
+    mailbox_counts_apply(account=account, before=before, after=after)
     search_index_write([(email.pk, item.search) for item, email in zip(items, emails, strict=True)])
     return emails
 

@@ -1,0 +1,106 @@
+"""New Emails move the mailbox counts without reading the threads a second time.
+
+``emails_import`` knows the roles of the mailboxes it stores into, so the counts after an
+insert are worked out from the snapshot taken before it (new Emails only add
+memberships). These tests check that this equals a full recount in every case the trash
+rule of RFC 8621 §2 distinguishes, and that the second read is really gone.
+"""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from django.db import IntegrityError, connection, transaction
+from django.test.utils import CaptureQueriesContext
+
+from accounts.models import Account
+from accounts.services import primary_account, user_create
+from groupware.mail.models import Email, Mailbox
+from groupware.mail.services.counts import snapshot_adding, thread_snapshot
+from groupware.mail.services.emails import EmailImport, email_prepare, emails_import
+from tests.mail.factories import counts_are_exact, ingest, mailbox, message
+
+pytestmark = pytest.mark.django_db
+
+MEMBERSHIP_READ = "FROM mail_emailmailbox em JOIN mail_email e"
+
+
+def _import(account: Account, raw: bytes, boxes: list[Mailbox], keywords: dict[str, bool]) -> Email:
+    item = EmailImport(prepared=email_prepare(raw=raw), mailbox_ids=[box.pk for box in boxes], keywords=keywords)
+    (result,) = emails_import(account=account, items=[item])
+    assert isinstance(result, Email), result
+    return result
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3, 4])
+def test_counts_after_imports_equal_a_recount(user, seed):
+    """Replies join threads whose Emails are in the trash, elsewhere or both, read or not."""
+    rng = random.Random(seed)
+    account = primary_account(user)
+    boxes = [mailbox(account, role) for role in ("inbox", "trash", "archive", "junk")]
+    message_ids: list[str] = []
+    for index in range(40):
+        parent = rng.choice(message_ids) if message_ids and rng.random() < 0.6 else None
+        own = f"<s{seed}-{index}@example.com>"
+        raw = message(
+            subject="Re: topic" if parent else f"topic {index}",
+            message_id=own,
+            in_reply_to=parent,
+            references=parent,
+        )
+        chosen = rng.sample(boxes, rng.randint(1, 3))
+        keywords = {"$seen": True} if rng.random() < 0.5 else {}
+        _import(account, raw, chosen, keywords)
+        message_ids.append(own)
+        assert counts_are_exact(account), index
+
+
+def test_an_import_reads_the_memberships_once(user):
+    account = primary_account(user)
+    first = ingest(account, message(subject="topic", message_id="<a@example.com>"), roles=("inbox", "trash"))
+    assert first.thread_id
+    reply = message(subject="Re: topic", message_id="<b@example.com>", in_reply_to="<a@example.com>")
+    with CaptureQueriesContext(connection) as captured:
+        _import(account, reply, [mailbox(account, "inbox")], {})
+    reads = [query["sql"] for query in captured.captured_queries if MEMBERSHIP_READ in query["sql"]]
+    assert len(reads) == 1, reads  # the snapshot before; the one after is worked out
+    assert counts_are_exact(account)
+
+
+def test_snapshot_adding_equals_a_snapshot_read_after(user):
+    account = primary_account(user)
+    inbox, trash = mailbox(account, "inbox"), mailbox(account, "trash")
+    email = ingest(account, message(message_id="<x@example.com>"), roles=("trash",))
+    before = thread_snapshot(account.pk, [email.thread_id])
+    reply = ingest(
+        account,
+        message(subject="Re: Hello", message_id="<y@example.com>", in_reply_to="<x@example.com>"),
+        roles=("inbox",),
+        keywords={"$seen": True},
+    )
+    assert reply.thread_id == email.thread_id
+    added = snapshot_adding(before, [(reply.thread_id, (inbox.pk, False, False))])
+    read = thread_snapshot(account.pk, [email.thread_id])
+    assert (added.thread_ids, added.threads, added.emails) == (read.thread_ids, read.threads, read.emails)
+    # The unread Email is only in the trash: the inbox's thread is read there.
+    assert added.threads[(inbox.pk, email.thread_id)] is False
+    assert added.threads[(trash.pk, email.thread_id)] is True
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_known_mailbox_destroyed_since_fails_the_commit():
+    """``known_mailboxes`` skips the read: a mailbox gone by then fails the transaction at
+    commit (the memberships' foreign key), and nothing of the message is stored."""
+    user = user_create(email="gone@example.com", password="secret-pass-1234")
+    account = primary_account(user)
+    doomed = Mailbox.objects.create(account=account, name="Doomed")
+    known = {doomed.pk: None}
+    Mailbox.objects.filter(pk=doomed.pk).delete()
+    item = EmailImport(prepared=email_prepare(raw=message()), mailbox_ids=[doomed.pk], keywords={})
+    with pytest.raises(IntegrityError), transaction.atomic():
+        emails_import(account=account, items=[item], known_mailboxes=known)
+    assert not Email.objects.filter(account=account).exists()
+    account.refresh_from_db()
+    assert (account.used_count, account.used_octets) == (0, 0)
+    assert counts_are_exact(account)
