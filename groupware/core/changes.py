@@ -16,13 +16,16 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
-from django.db import DEFAULT_DB_ALIAS, transaction
+from django.db import DEFAULT_DB_ALIAS, connection, transaction
 from django.db.models import Max
 from django.utils import timezone
 
 from accounts.models import Account
 from groupware.core import events, sql
 from groupware.core.models import ObjectChange
+
+# The PostgreSQL types of the columns the change records are written with.
+_CHANGE_TYPES = ("bigint", "text", "text", "bigint", "bigint", "boolean", "timestamptz")
 
 
 class Change(Enum):
@@ -101,13 +104,20 @@ class ChangeSet:
             return
         now = sql.db_datetime(timezone.now())
         account_pk = self.account.pk
-        params: list[Any] = []
-        for (type_name, object_id), pending in self._pending.items():
-            params += [account_pk, type_name, object_id, pending.modseq, pending.modseq, pending.destroyed, now]
+        rows = [
+            [account_pk, type_name, object_id, pending.modseq, pending.modseq, pending.destroyed, now]
+            for (type_name, object_id), pending in self._pending.items()
+        ]
+        if len(rows) > 1 and connection.vendor == "postgresql":
+            # Many rows: one array per column (sql.unnest_select), one statement text.
+            values, params = sql.unnest_select(_CHANGE_TYPES), sql.columnwise(rows)
+        else:
+            values = "VALUES " + ", ".join(["(%s, %s, %s, %s, %s, %s, %s)"] * len(rows))
+            params = [value for row in rows for value in row]
         sql.execute(
             "INSERT INTO core_objectchange"  # noqa: S608 (only placeholders are joined in)
-            " (account_id, type_name, object_id, created_modseq, modseq, destroyed, changed) VALUES "
-            + ", ".join(["(%s, %s, %s, %s, %s, %s, %s)"] * len(self._pending))
+            " (account_id, type_name, object_id, created_modseq, modseq, destroyed, changed) "
+            + values
             + " ON CONFLICT (account_id, type_name, object_id) DO UPDATE SET"
             " modseq = excluded.modseq, destroyed = excluded.destroyed, changed = excluded.changed",
             params,

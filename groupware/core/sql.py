@@ -118,17 +118,38 @@ def insert(model: type[M], objects: Sequence[M], *, chunk: int = 500) -> list[M]
     meta = model._meta
     fields = [field for field in meta.concrete_fields if not field.primary_key]
     quote = connection.ops.quote_name
-    head = f"INSERT INTO {quote(meta.db_table)} ({', '.join(quote(field.column) for field in fields)}) VALUES "  # noqa: S608
-    row_sql = "(" + placeholders(len(fields)) + ")"
+    head = f"INSERT INTO {quote(meta.db_table)} ({', '.join(quote(field.column) for field in fields)}) "
     returning = f" RETURNING {quote(meta.pk.column)}"
     for start in range(0, len(objects), chunk):
         batch = objects[start : start + chunk]
-        params: list[Any] = []
-        for obj in batch:
-            params.extend(field.get_db_prep_save(field.pre_save(obj, True), connection) for field in fields)
-        keys = rows(head + ", ".join([row_sql] * len(batch)) + returning, params)
+        values = [[field.get_db_prep_save(field.pre_save(obj, True), connection) for field in fields] for obj in batch]
+        if len(batch) > 1 and connection.vendor == "postgresql":
+            keys = rows(head + unnest_select(_db_types(connection.vendor, model)) + returning, columnwise(values))
+        else:
+            row_sql = "(" + placeholders(len(fields)) + ")"
+            params = [value for row_values in values for value in row_values]
+            keys = rows(head + "VALUES " + ", ".join([row_sql] * len(batch)) + returning, params)
         for obj, (key,) in zip(batch, keys, strict=True):
             setattr(obj, meta.pk.attname, key)
             obj._state.adding = False
             obj._state.db = connection.alias
     return list(objects)
+
+
+@cache
+def _db_types(vendor: str, model: type[Model]) -> tuple[str, ...]:
+    return tuple(field.db_type(connection) for field in model._meta.concrete_fields if not field.primary_key)
+
+
+def unnest_select(types: Sequence[str]) -> str:
+    """PostgreSQL: ``SELECT * FROM unnest(%s::type[], ...)``, the rows of an INSERT given as
+    one array per column (``columnwise``). However many rows, the statement has one
+    parameter per column: psycopg converts and PostgreSQL prepares it once, where a
+    VALUES list of many rows (over 50 parameters) is converted and planned every time.
+    Rows come out in array order (as Django's bulk_create relies on for RETURNING)."""
+    return "SELECT * FROM unnest(" + ", ".join(f"%b::{db_type}[]" for db_type in types) + ")"  # noqa: S608
+
+
+def columnwise(values: Sequence[Sequence[Any]]) -> list[list[Any]]:
+    """Rows of values as one list per column (for ``unnest_select``)."""
+    return [list(column) for column in zip(*values, strict=True)]

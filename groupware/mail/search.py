@@ -56,6 +56,8 @@ from django.db import connection, transaction
 from django.db.models import Q
 from django.db.models.expressions import RawSQL
 
+from groupware.core import sql
+
 TABLE = "mail_email_search"
 # The index's fields, in column order; the JMAP filter names map onto them (§4.4.1).
 COLUMNS: dict[str, str] = {
@@ -495,14 +497,19 @@ def search_index_write(documents: Sequence[tuple[int, SearchDocument]]) -> None:
             chunk = documents[start : start + _WRITE_CHUNK]
             params = [value for pk, document in chunk for value in (pk, *document.values)]
             if connection.vendor == "postgresql":
-                row = f"(%s, {', '.join(['%s::tsvector'] * len(columns))})"
-                cursor.execute(
-                    f"INSERT INTO {TABLE} (email_id, {', '.join(columns)}) "  # noqa: S608
-                    f"VALUES {', '.join([row] * len(chunk))} "
-                    f"ON CONFLICT (email_id) DO UPDATE SET "
-                    + ", ".join(f"{column} = EXCLUDED.{column}" for column in columns),
-                    params,
+                conflict = " ON CONFLICT (email_id) DO UPDATE SET " + ", ".join(
+                    f"{column} = EXCLUDED.{column}" for column in columns
                 )
+                head = f"INSERT INTO {TABLE} (email_id, {', '.join(columns)}) "
+                if len(chunk) == 1:
+                    cursor.execute(f"{head}VALUES (%s, {', '.join(['%s::tsvector'] * len(columns))}){conflict}", params)
+                    continue
+                # Many rows: one array per column (sql.unnest_select), one statement text.
+                names = ", ".join(f"c{index}" for index in range(len(columns)))
+                vectors = ", ".join(f"c{index}::tsvector" for index in range(len(columns)))
+                source = sql.unnest_select(["bigint"] + ["text"] * len(columns))
+                values = sql.columnwise([(pk, *document.values) for pk, document in chunk])
+                cursor.execute(f"{head}SELECT e, {vectors} FROM ({source}) AS t(e, {names}){conflict}", values)  # noqa: S608
             elif connection.vendor == "sqlite":
                 keys = [pk for pk, _ in chunk]
                 cursor.execute(f"DELETE FROM {TABLE} WHERE rowid IN ({', '.join(['%s'] * len(keys))})", keys)  # noqa: S608
