@@ -24,6 +24,10 @@ while holding it, after deleting the row. An upload that waited for that lock re
 the row, finds the file gone and writes it again, so a racing upload never ends up
 referencing a deleted file. The (possibly long) first write of a file happens before the
 transaction, so SQLite's database-wide write lock is not held during the copy.
+
+Durability. A file is flushed to disk (with its directory entries) before the rows that
+name it commit, so nothing a client was told is stored (an upload's blobId, an imported
+or delivered Email) can lose its content in a power loss.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
+import os
 import re
 import tempfile
 from collections import Counter
@@ -560,7 +565,7 @@ def _ensure_stored(name: str, content: IO[bytes], size: int) -> None:
     storage = blob_storage()
     for _ in range(3):
         if _is_stored(storage, name, size):
-            return
+            break
         if storage.exists(name):
             # A partial file (an interrupted write, or one still in progress): replace it.
             # A writer still in progress keeps writing to the unlinked file, harmlessly.
@@ -572,8 +577,29 @@ def _ensure_stored(name: str, content: IO[bytes], size: int) -> None:
             # that don't overwrite then pick a fresh name. Same content: drop ours, and
             # look again at theirs (it may still be being written).
             storage.delete(saved)
-    if not _is_stored(storage, name, size):
-        raise OSError(f"blob {name} could not be stored completely")
+    else:
+        if not _is_stored(storage, name, size):
+            raise OSError(f"blob {name} could not be stored completely")
+    _flush(storage, name)
+
+
+def _flush(storage: Storage, name: str) -> None:
+    """Put the file and its directory entries on disk before any row that names it
+    commits: a committed row must never outlive its content, even across a power loss
+    (the database's commit is durable; a file write is not until flushed). Also when the
+    file was found complete: its writer may not have flushed it yet. File storage only
+    (an S3 PUT is durable when it returns)."""
+    try:
+        path = storage.path(name)
+    except NotImplementedError:
+        return
+    bucket = os.path.dirname(path)
+    for target in (path, bucket, os.path.dirname(bucket)):  # the file, ab/cd/ and ab/
+        descriptor = os.open(target, os.O_RDONLY)
+        try:
+            os.fsync(descriptor)
+        finally:
+            os.close(descriptor)
 
 
 def _blob_delete_if_orphan(sha256: str) -> bool:

@@ -246,3 +246,33 @@ def test_purge_changes_task(account):
     assert account.purged_modseq == 2
     assert tasks.purge_changes.apply().get() == 0
     assert tasks.purge_changes.acks_late
+
+
+def test_content_is_on_disk_before_its_rows_commit(account, monkeypatch):
+    """A committed row never outlives its file across a power loss: the file, its bucket
+    directory and the one above are flushed (fsync, observed as it runs) before the
+    statement that writes the rows."""
+    import os
+
+    from django.db import connection
+
+    events: list[tuple[str, str]] = []
+    real_fsync = os.fsync
+
+    def observed_fsync(descriptor: int) -> None:
+        events.append(("fsync", os.readlink(f"/proc/self/fd/{descriptor}")))
+        real_fsync(descriptor)
+
+    def observed_execute(execute, sql, params, many, context):
+        if "core_accountblob" in sql:
+            events.append(("rows", sql.split()[0]))
+        return execute(sql, params, many, context)
+
+    monkeypatch.setattr(os, "fsync", observed_fsync)
+    content = random_bytes(5000)
+    with connection.execute_wrapper(observed_execute):
+        row = blobs.blob_store(account=account, stream_or_bytes=content, type="text/plain")
+    path = blobs.blob_storage().path(blobs.storage_name(row.blob_id))
+    flushed = [target for kind, target in events if kind == "fsync"]
+    first_rows = next(index for index, (kind, _) in enumerate(events) if kind == "rows")
+    assert {path, os.path.dirname(path), os.path.dirname(os.path.dirname(path))} <= set(flushed[:first_rows])

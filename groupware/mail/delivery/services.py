@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -35,7 +34,7 @@ from django.utils import timezone
 from accounts.models import Account
 from accounts.quotas import OverQuota
 from groupware.core import sql
-from groupware.core.blobs import blob_storage, blob_write, storage_name
+from groupware.core.blobs import blob_write
 from groupware.core.changes import account_changes
 from groupware.mail.delivery.filtering import DeliveryPlan, MailboxRef, plan_delivery, sieve_duplicate_key
 from groupware.mail.delivery.models import SieveDuplicate, VacationReply
@@ -390,9 +389,7 @@ def _commit(
     if plan.stores:
         # Before the account lock (as the parse and the search tokens): the message file on
         # disk, flushed (the row must never outlive its blob, even across a power loss).
-        written = blob_write(stored_raw)
-        _blob_durable(written)
-        prepared = replace(prepared, written=written)
+        prepared = replace(prepared, written=blob_write(stored_raw))
     with account_changes(account.pk):
         email_pk: int | None = None
         if plan.stores:
@@ -441,23 +438,6 @@ def _store(
     if isinstance(result, Exception):
         raise result
     return result
-
-
-def _blob_durable(sha256: str) -> None:
-    """Flush the message file to disk before the commit that makes 250 possible: the row
-    must never outlive its blob, even across a power loss. (File storage only: an S3 PUT
-    is durable when it returns.)"""
-    storage = blob_storage()
-    try:
-        path = storage.path(storage_name(sha256))
-    except NotImplementedError:
-        return
-    for target, flags in ((path, os.O_RDONLY), (os.path.dirname(path), os.O_RDONLY)):
-        descriptor = os.open(target, flags)
-        try:
-            os.fsync(descriptor)
-        finally:
-            os.close(descriptor)
 
 
 def _record_follow_ups(
