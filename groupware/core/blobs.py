@@ -332,14 +332,14 @@ def _store_rows(
                 [sha256, size, now, account.pk, type, int(pin), now] + ([user.pk] if user is not None else []),
             )
             # Checked again under the Blob row lock: the collector may have deleted the file.
-            _ensure_stored(storage_name(sha256), spool, size)
+            _ensure_stored(storage_name(sha256), spool, size, recheck=True)
         else:
             # The upsert locks the Blob row: the collector (which deletes only under that
             # lock) can't remove the content until we commit.
             # Meeting its uncommitted delete, the insert waits, then inserts a new row.
             sql.execute(_BLOB_UPSERT, [sha256, size, now])
             # Checked again under the lock: the collector may have deleted the file meanwhile.
-            _ensure_stored(storage_name(sha256), spool, size)
+            _ensure_stored(storage_name(sha256), spool, size, recheck=True)
             pk, refcount, created = sql.row(
                 "INSERT INTO core_accountblob (account_id, blob_id, type, refcount, created)"  # noqa: S608 (constant)
                 " VALUES (%s, %s, %s, %s, %s)" + _ACCOUNT_BLOB_CONFLICT,
@@ -560,11 +560,15 @@ def _is_stored(storage: Storage, name: str, size: int) -> bool:
         return False
 
 
-def _ensure_stored(name: str, content: IO[bytes], size: int) -> None:
-    """Write the content under its name unless a complete copy is already there."""
+def _ensure_stored(name: str, content: IO[bytes], size: int, *, recheck: bool = False) -> None:
+    """Write the content under its name unless a complete copy is already there, and
+    flush it. ``recheck``: the caller ensured it moments ago (flushed then) and looks
+    again under the Blob row lock; flushed again only if it has to write it again."""
     storage = blob_storage()
-    for _ in range(3):
+    for attempt in range(3):
         if _is_stored(storage, name, size):
+            if recheck and attempt == 0:
+                return
             break
         if storage.exists(name):
             # A partial file (an interrupted write, or one still in progress): replace it.

@@ -276,3 +276,23 @@ def test_content_is_on_disk_before_its_rows_commit(account, monkeypatch):
     flushed = [target for kind, target in events if kind == "fsync"]
     first_rows = next(index for index, (kind, _) in enumerate(events) if kind == "rows")
     assert {path, os.path.dirname(path), os.path.dirname(os.path.dirname(path))} <= set(flushed[:first_rows])
+
+
+def test_a_recheck_flushes_only_what_it_writes_again(account, monkeypatch):
+    """Under the Blob row lock the file is looked at again: found as flushed moments ago,
+    nothing more; gone (the collector removed it meanwhile), written and flushed again."""
+    import os
+
+    content = random_bytes(3000)
+    row = blobs.blob_store(account=account, stream_or_bytes=content, type="text/plain")
+    name = blobs.storage_name(row.blob_id)
+    flushed: list[int] = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda descriptor: (flushed.append(descriptor), real_fsync(descriptor)))
+    blobs._ensure_stored(name, io.BytesIO(content), len(content), recheck=True)
+    assert flushed == []
+    blobs.blob_storage().delete(name)
+    blobs._ensure_stored(name, io.BytesIO(content), len(content), recheck=True)
+    assert len(flushed) == 3 and stored(row.blob_id)
+    with blobs.blob_storage().open(name, "rb") as handle:
+        assert handle.read() == content
