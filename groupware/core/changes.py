@@ -108,26 +108,32 @@ class ChangeSet:
             [account_pk, type_name, object_id, pending.modseq, pending.modseq, pending.destroyed, now]
             for (type_name, object_id), pending in self._pending.items()
         ]
-        if len(rows) > 1 and connection.vendor == "postgresql":
+        postgresql = connection.vendor == "postgresql"
+        if len(rows) > 1 and postgresql:
             # Many rows: one array per column (sql.unnest_select), one statement text.
             values, params = sql.unnest_select(_CHANGE_TYPES), sql.columnwise(rows)
         else:
             values = "VALUES " + ", ".join(["(%s, %s, %s, %s, %s, %s, %s)"] * len(rows))
             params = [value for row in rows for value in row]
-        sql.execute(
+        record = (
             "INSERT INTO core_objectchange"  # noqa: S608 (only placeholders are joined in)
             " (account_id, type_name, object_id, created_modseq, modseq, destroyed, changed) "
             + values
             + " ON CONFLICT (account_id, type_name, object_id) DO UPDATE SET"
-            " modseq = excluded.modseq, destroyed = excluded.destroyed, changed = excluded.changed",
-            params,
+            " modseq = excluded.modseq, destroyed = excluded.destroyed, changed = excluded.changed"
         )
         # One UPDATE of the locked row: the modseq and the quota usage together.
-        sql.execute(
+        bump = (
             "UPDATE accounts_account SET modseq = %s, used_octets = used_octets + %s, used_count = used_count + %s"
-            " WHERE id = %s",
-            [self.modseq, octets, count, account_pk],
+            " WHERE id = %s"
         )
+        bump_params = [self.modseq, octets, count, account_pk]
+        if postgresql:
+            # Both in one statement (a data-modifying WITH runs whether read or not).
+            sql.execute(f"WITH recorded AS ({record}) {bump}", params + bump_params)
+        else:
+            sql.execute(record, params)
+            sql.execute(bump, bump_params)
         self.account.modseq = self.modseq
         states = {name: encode_state(value) for name, value in self.touched_types().items()}
         transaction.on_commit(lambda: events.publish_state_change(account_pk, states))
