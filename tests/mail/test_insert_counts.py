@@ -11,11 +11,11 @@ from __future__ import annotations
 import random
 
 import pytest
-from django.db import IntegrityError, connection, transaction
+from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from accounts.models import Account
-from accounts.services import primary_account, user_create
+from accounts.services import primary_account
 from groupware.mail.models import Email, Mailbox
 from groupware.mail.services.counts import snapshot_adding, thread_snapshot
 from groupware.mail.services.emails import EmailImport, email_prepare, emails_import
@@ -86,21 +86,3 @@ def test_snapshot_adding_equals_a_snapshot_read_after(user):
     # The unread Email is only in the trash: the inbox's thread is read there.
     assert added.threads[(inbox.pk, email.thread_id)] is False
     assert added.threads[(trash.pk, email.thread_id)] is True
-
-
-@pytest.mark.django_db(transaction=True)
-def test_a_known_mailbox_destroyed_since_fails_the_commit():
-    """``known_mailboxes`` skips the read: a mailbox gone by then fails the transaction at
-    commit (the memberships' foreign key), and nothing of the message is stored."""
-    user = user_create(email="gone@example.com", password="secret-pass-1234")
-    account = primary_account(user)
-    doomed = Mailbox.objects.create(account=account, name="Doomed")
-    known = {doomed.pk: None}
-    Mailbox.objects.filter(pk=doomed.pk).delete()
-    item = EmailImport(prepared=email_prepare(raw=message()), mailbox_ids=[doomed.pk], keywords={})
-    with pytest.raises(IntegrityError), transaction.atomic():
-        emails_import(account=account, items=[item], known_mailboxes=known)
-    assert not Email.objects.filter(account=account).exists()
-    account.refresh_from_db()
-    assert (account.used_count, account.used_octets) == (0, 0)
-    assert counts_are_exact(account)

@@ -71,8 +71,6 @@ class DeliveryPlan:
     reject: str | None = None
     duplicate_marks: list[Any] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
-    # The account's mailboxes (pk -> role) as read for the plan.
-    mailboxes: dict[int, str | None] = field(default_factory=dict)
 
     @property
     def stores(self) -> bool:
@@ -89,10 +87,8 @@ class MailboxTree:
             rows = sql.rows("SELECT id, name, parent_id, role FROM mail_mailbox WHERE account_id = %s", [account.pk])
         self.by_parent: dict[tuple[int | None, str], int] = {}
         self.roles: dict[str, int] = {}
-        self.role_of: dict[int, str | None] = {}
         for pk, name, parent_id, role in rows:
             self.by_parent.setdefault((parent_id, name), pk)
-            self.role_of[pk] = role
             if role:
                 self.roles[role] = pk
 
@@ -228,7 +224,6 @@ def plan_delivery(
     rows = sql.rows(_FILTERS, [account.pk] * 3)
     script_sha, vacation_enabled = rows[0][:2] if rows else (None, None)
     tree = MailboxTree(account, [row[2:] for row in rows if row[2] is not None])
-    plan.mailboxes = tree.role_of
     vacation = VacationResponse.objects.filter(account_id=account.pk).first() if vacation_enabled else None
     use_vacation = vacation_active(vacation, now)
     if script_sha is None and not use_vacation:

@@ -394,10 +394,7 @@ def _commit(
         email_pk: int | None = None
         if plan.stores:
             mailbox_pks = _target_pks(account, plan.targets)
-            # The mailboxes the plan found need no second look (one destroyed since
-            # fails the commit: 451, and the retry plans again); created ones do.
-            known = plan.mailboxes if all(target.pk is not None for target in plan.targets) else None
-            email_pk = _store(account, prepared, mailbox_pks, dict.fromkeys(plan.keywords, True), known).pk
+            email_pk = _store(account, prepared, mailbox_pks, dict.fromkeys(plan.keywords, True)).pk
             if is_report:
                 # A DSN or MDN about a message this account sent updates that submission.
                 submission_report_received(account=account, raw=stored_raw)
@@ -417,23 +414,13 @@ def _commit(
     return email_pk
 
 
-def _store(
-    account: Account,
-    prepared: PreparedEmail,
-    mailbox_pks: list[int],
-    keywords: dict[str, bool],
-    known: dict[int, str | None] | None,
-) -> Email:
+def _store(account: Account, prepared: PreparedEmail, mailbox_pks: list[int], keywords: dict[str, bool]) -> Email:
     (result,) = emails_import(
-        account=account,
-        items=[EmailImport(prepared=prepared, mailbox_ids=mailbox_pks, keywords=keywords)],
-        known_mailboxes=known,
+        account=account, items=[EmailImport(prepared=prepared, mailbox_ids=mailbox_pks, keywords=keywords)]
     )
     if isinstance(result, InvalidKeywords):  # e.g. too many: the message matters more than its flags
         (result,) = emails_import(
-            account=account,
-            items=[EmailImport(prepared=prepared, mailbox_ids=mailbox_pks, keywords={})],
-            known_mailboxes=known,
+            account=account, items=[EmailImport(prepared=prepared, mailbox_ids=mailbox_pks, keywords={})]
         )
     if isinstance(result, Exception):
         raise result

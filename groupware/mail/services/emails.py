@@ -435,25 +435,17 @@ class EmailImport:
 
 
 def emails_import(
-    *,
-    account: Account,
-    items: Sequence[EmailImport],
-    user: User | None = None,
-    known_mailboxes: Mapping[int, str | None] | None = None,
+    *, account: Account, items: Sequence[EmailImport], user: User | None = None
 ) -> list[Email | Exception]:
     """Store prepared messages as new Emails, in one transaction and one round of queries
     for the whole batch; each item's result is its Email, or the error (InvalidKeywords,
     MailboxesInvalid, BlobNotFound, accounts.quotas.OverQuota) that kept it out. ``user``
-    is who adds them.
-
-    ``known_mailboxes``: the account's mailboxes (pk -> role) as the caller read them, in
-    place of reading those the items name. Only for pks of this account: one destroyed
-    since fails the transaction at commit (the memberships' foreign key), nothing is
-    stored."""
+    is who adds them."""
     results: list[Email | Exception] = [EmailError("not stored")] * len(items)
     mailbox_lists = [list(item.mailbox_ids) for item in items]
     with account_changes_joined(account.pk) as changes:
-        existing = known_mailboxes if known_mailboxes is not None else _existing_mailboxes(account, mailbox_lists)
+        # Read under the lock: the roles decide the counts (the trash rule of RFC 8621 §2).
+        existing = _existing_mailboxes(account, mailbox_lists)
         checked: dict[int, tuple[list[int], dict[str, bool]]] = {}
         for position, item in enumerate(items):
             try:
