@@ -86,3 +86,31 @@ def test_snapshot_adding_equals_a_snapshot_read_after(user):
     # The unread Email is only in the trash: the inbox's thread is read there.
     assert added.threads[(inbox.pk, email.thread_id)] is False
     assert added.threads[(trash.pk, email.thread_id)] is True
+
+
+@pytest.mark.parametrize("seed", [5, 6])
+def test_counts_after_batched_imports_equal_a_recount(user, seed):
+    """Batches whose messages reply to each other (a Thread created and joined in one batch)
+    and to earlier ones, in the trash and elsewhere."""
+    rng = random.Random(seed)
+    account = primary_account(user)
+    boxes = [mailbox(account, role) for role in ("inbox", "trash", "archive")]
+    message_ids: list[str] = []
+    for batch in range(6):
+        items = []
+        for index in range(8):
+            parent = rng.choice(message_ids) if message_ids and rng.random() < 0.7 else None
+            own = f"<b{seed}-{batch}-{index}@example.com>"
+            raw = message(
+                subject="Re: topic" if parent else f"topic {batch} {index}",
+                message_id=own,
+                in_reply_to=parent,
+                references=parent,
+            )
+            keywords = {"$seen": True} if rng.random() < 0.5 else {}
+            chosen = [box.pk for box in rng.sample(boxes, rng.randint(1, 2))]
+            items.append(EmailImport(prepared=email_prepare(raw=raw), mailbox_ids=chosen, keywords=keywords))
+            message_ids.append(own)
+        results = emails_import(account=account, items=items)
+        assert all(isinstance(result, Email) for result in results), results
+        assert counts_are_exact(account), batch
