@@ -32,11 +32,13 @@ or delivered Email) can lose its content in a power loss.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import logging
 import os
 import re
+import shutil
 import tempfile
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -565,40 +567,71 @@ def _ensure_stored(name: str, content: IO[bytes], size: int, *, recheck: bool = 
     flush it. ``recheck``: the caller ensured it moments ago (flushed then) and looks
     again under the Blob row lock; flushed again only if it has to write it again."""
     storage = blob_storage()
+    written = False  # by _write_file, which flushed the file itself
     for attempt in range(3):
         if _is_stored(storage, name, size):
             if recheck and attempt == 0:
                 return
             break
+        written = _write_file(storage, name, content)
+        if written:
+            continue
+        # A storage without local paths (S3: a PUT replaces an object whole).
         if storage.exists(name):
-            # A partial file (an interrupted write, or one still in progress): replace it.
-            # A writer still in progress keeps writing to the unlinked file, harmlessly.
-            storage.delete(name)
+            storage.delete(name)  # a partial copy
         content.seek(0)
         saved = storage.save(name, File(content, name=name))
         if saved != name:
             # Another writer created the name between the check and the save; storages
             # that don't overwrite then pick a fresh name. Same content: drop ours, and
-            # look again at theirs (it may still be being written).
+            # look again at theirs.
             storage.delete(saved)
     else:
         if not _is_stored(storage, name, size):
             raise OSError(f"blob {name} could not be stored completely")
-    _flush(storage, name)
+    _flush(storage, name, file=not written)
 
 
-def _flush(storage: Storage, name: str) -> None:
+def _write_file(storage: Storage, name: str, content: IO[bytes]) -> bool:
+    """File storage: write the content to a temporary file beside its name, flush it and
+    rename it into place, so no reader and no other writer (identical uploads at once)
+    ever sees a partial file under the name, and a partial one left by a crash is replaced
+    whole. False for a storage without local paths."""
+    try:
+        path = storage.path(name)
+    except NotImplementedError:
+        return False
+    bucket = os.path.dirname(path)
+    os.makedirs(bucket, exist_ok=True)
+    descriptor, temporary = tempfile.mkstemp(dir=bucket, prefix=".partial-")
+    try:
+        with os.fdopen(descriptor, "wb") as handle:
+            content.seek(0)
+            shutil.copyfileobj(content, handle, CHUNK_SIZE)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(temporary, getattr(storage, "file_permissions_mode", None) or 0o644)
+        os.replace(temporary, path)  # atomic; a copy written meanwhile is the same content
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temporary)
+        raise
+    return True
+
+
+def _flush(storage: Storage, name: str, *, file: bool = True) -> None:
     """Put the file and its directory entries on disk before any row that names it
     commits: a committed row must never outlive its content, even across a power loss
     (the database's commit is durable; a file write is not until flushed). Also when the
-    file was found complete: its writer may not have flushed it yet. File storage only
-    (an S3 PUT is durable when it returns)."""
+    file was found complete: its writer may not have flushed it yet (or renamed it into
+    place: the directories). File storage only (an S3 PUT is durable when it returns)."""
     try:
         path = storage.path(name)
     except NotImplementedError:
         return
     bucket = os.path.dirname(path)
-    for target in (path, bucket, os.path.dirname(bucket)):  # the file, ab/cd/ and ab/
+    # The file (unless its writer here just did), ab/cd/ and ab/.
+    for target in ((path,) if file else ()) + (bucket, os.path.dirname(bucket)):
         descriptor = os.open(target, os.O_RDONLY)
         try:
             os.fsync(descriptor)

@@ -249,9 +249,10 @@ def test_purge_changes_task(account):
 
 
 def test_content_is_on_disk_before_its_rows_commit(account, monkeypatch):
-    """A committed row never outlives its file across a power loss: the file, its bucket
-    directory and the one above are flushed (fsync, observed as it runs) before the
-    statement that writes the rows."""
+    """A committed row never outlives its file across a power loss: the file (written
+    beside its name, flushed, then renamed into place), its bucket directory and the one
+    above are flushed (fsync, observed as it runs) before the statement that writes the
+    rows."""
     import os
 
     from django.db import connection
@@ -275,7 +276,10 @@ def test_content_is_on_disk_before_its_rows_commit(account, monkeypatch):
     path = blobs.blob_storage().path(blobs.storage_name(row.blob_id))
     flushed = [target for kind, target in events if kind == "fsync"]
     first_rows = next(index for index, (kind, _) in enumerate(events) if kind == "rows")
-    assert {path, os.path.dirname(path), os.path.dirname(os.path.dirname(path))} <= set(flushed[:first_rows])
+    before_rows = flushed[:first_rows]
+    assert {os.path.dirname(path), os.path.dirname(os.path.dirname(path))} <= set(before_rows)
+    # The file was flushed under its temporary name, which the rename then made its own.
+    assert any(os.path.dirname(target) == os.path.dirname(path) and ".partial-" in target for target in before_rows)
 
 
 def test_a_recheck_flushes_only_what_it_writes_again(account, monkeypatch):
@@ -293,6 +297,24 @@ def test_a_recheck_flushes_only_what_it_writes_again(account, monkeypatch):
     assert flushed == []
     blobs.blob_storage().delete(name)
     blobs._ensure_stored(name, io.BytesIO(content), len(content), recheck=True)
-    assert len(flushed) == 3 and stored(row.blob_id)
+    assert len(flushed) == 3 and stored(row.blob_id)  # the new file, ab/cd/ and ab/
     with blobs.blob_storage().open(name, "rb") as handle:
         assert handle.read() == content
+
+
+def test_a_partial_file_under_the_name_is_replaced_whole(account):
+    """A file cut short (a crash mid-write by an earlier version) is replaced by a complete
+    copy in one rename; no temporary file stays behind."""
+    import os
+
+    content = random_bytes(10_000)
+    sha256 = hashlib.sha256(content).hexdigest()
+    path = blobs.blob_storage().path(blobs.storage_name(sha256))
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "wb") as handle:
+        handle.write(content[:1234])
+    row = blobs.blob_store(account=account, stream_or_bytes=content, type="application/octet-stream")
+    assert row.blob_id == sha256
+    with open(path, "rb") as handle:
+        assert handle.read() == content
+    assert [entry for entry in os.listdir(os.path.dirname(path)) if entry.startswith(".partial-")] == []
