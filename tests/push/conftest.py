@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import io
+import threading
+import warnings
 from typing import Any
 
 import orjson
@@ -23,9 +26,47 @@ MAIL = "urn:ietf:params:jmap:mail"
 WS_PATH = "/jmap/push/websocket/"
 
 
+# Seconds after the body ends for the loop's other tasks to end on their cancellation.
+TEARDOWN_GRACE = 20.0
+
+
 def run(coroutine_function):
-    """Run an async test body to completion in a fresh event loop."""
-    return async_to_sync(coroutine_function)()
+    """Run an async test body to completion in a fresh event loop.
+
+    The loop's other tasks are cancelled when it ends (asyncio.run waits for them). Once,
+    in a full CI run on PostgreSQL and Redis, a task did not end on that cancellation and the
+    run never returned (not reproduced since). So a watcher gives them TEARDOWN_GRACE
+    seconds, then warns with the stacks of those still pending and cancels them again, every
+    TEARDOWN_GRACE seconds, until the loop has ended."""
+    state: dict[str, Any] = {}
+    finished = threading.Event()
+
+    async def body():
+        state["loop"] = asyncio.get_running_loop()
+        try:
+            return await coroutine_function()
+        finally:
+            threading.Thread(target=_watch_teardown, args=(state["loop"], finished), daemon=True).start()
+
+    try:
+        return async_to_sync(body)()
+    finally:
+        finished.set()
+
+
+def _watch_teardown(loop: asyncio.AbstractEventLoop, finished: threading.Event) -> None:
+    def cancel_again() -> None:
+        for task in asyncio.all_tasks(loop):
+            stack = io.StringIO()
+            task.print_stack(file=stack)
+            warnings.warn(f"push test teardown: still pending, cancelled again: {task!r}\n{stack.getvalue()}")
+            task.cancel()
+
+    while not finished.wait(TEARDOWN_GRACE):
+        try:
+            loop.call_soon_threadsafe(cancel_again)
+        except RuntimeError:  # the loop is closed: it ended meanwhile
+            return
 
 
 def basic_header(email: str, password: str = PASSWORD) -> tuple[bytes, bytes]:

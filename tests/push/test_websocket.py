@@ -359,3 +359,33 @@ def test_requests_run_with_the_connections_credential_and_end_with_it(alice):
         await socket.close()
 
     run(body)
+
+
+def test_a_task_that_outlives_its_cancellation_does_not_hang_the_test_body(monkeypatch):
+    """The harness (tests/push/conftest.py run): a task that swallows the loop's first
+    cancellation is cancelled again after the grace time, with a warning naming it."""
+    import asyncio
+    import time
+
+    from tests.push import conftest
+
+    monkeypatch.setattr(conftest, "TEARDOWN_GRACE", 0.5)
+
+    async def stubborn() -> None:
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            await asyncio.sleep(3600)  # the first cancellation is swallowed
+
+    left: list[asyncio.Task] = []
+
+    async def body() -> str:
+        left.append(asyncio.ensure_future(stubborn()))
+        await asyncio.sleep(0)
+        return "done"
+
+    started = time.monotonic()
+    with pytest.warns(UserWarning, match="still pending, cancelled again"):
+        assert run(body) == "done"
+    assert time.monotonic() - started < 10
+    assert left[0].cancelled()
