@@ -25,9 +25,10 @@ the row, finds the file gone and writes it again, so a racing upload never ends 
 referencing a deleted file. The (possibly long) first write of a file happens before the
 transaction, so SQLite's database-wide write lock is not held during the copy.
 
-Durability. A file is flushed to disk (with its directory entries) before the rows that
-name it commit, so nothing a client was told is stored (an upload's blobId, an imported
-or delivered Email) can lose its content in a power loss.
+Durability. A file is written beside its name, flushed and renamed into place, and its
+directory entries are flushed before the rows that name it commit, so nothing a client
+was told is stored (an upload's blobId, an imported or delivered Email) can lose its
+content in a power loss.
 """
 
 from __future__ import annotations
@@ -567,14 +568,12 @@ def _ensure_stored(name: str, content: IO[bytes], size: int, *, recheck: bool = 
     flush it. ``recheck``: the caller ensured it moments ago (flushed then) and looks
     again under the Blob row lock; flushed again only if it has to write it again."""
     storage = blob_storage()
-    written = False  # by _write_file, which flushed the file itself
     for attempt in range(3):
         if _is_stored(storage, name, size):
             if recheck and attempt == 0:
                 return
             break
-        written = _write_file(storage, name, content)
-        if written:
+        if _write_file(storage, name, content):
             continue
         # A storage without local paths (S3: a PUT replaces an object whole).
         if storage.exists(name):
@@ -589,17 +588,17 @@ def _ensure_stored(name: str, content: IO[bytes], size: int, *, recheck: bool = 
     else:
         if not _is_stored(storage, name, size):
             raise OSError(f"blob {name} could not be stored completely")
-    _flush(storage, name, file=not written)
+    _flush_directories(storage, name)
 
 
 def _write_file(storage: Storage, name: str, content: IO[bytes]) -> bool:
     """File storage: write the content to a temporary file beside its name, flush it and
     rename it into place, so no reader and no other writer (identical uploads at once)
     ever sees a partial file under the name, and a partial one left by a crash is replaced
-    whole. False for a storage without local paths."""
-    try:
-        path = storage.path(name)
-    except NotImplementedError:
+    whole. The file is flushed before the rename: a file under its name is always on
+    disk. False for a storage without local paths."""
+    path = _local_path(storage, name)
+    if path is None:
         return False
     bucket = os.path.dirname(path)
     os.makedirs(bucket, exist_ok=True)
@@ -619,24 +618,30 @@ def _write_file(storage: Storage, name: str, content: IO[bytes]) -> bool:
     return True
 
 
-def _flush(storage: Storage, name: str, *, file: bool = True) -> None:
-    """Put the file and its directory entries on disk before any row that names it
-    commits: a committed row must never outlive its content, even across a power loss
-    (the database's commit is durable; a file write is not until flushed). Also when the
-    file was found complete: its writer may not have flushed it yet (or renamed it into
-    place: the directories). File storage only (an S3 PUT is durable when it returns)."""
-    try:
-        path = storage.path(name)
-    except NotImplementedError:
+def _flush_directories(storage: Storage, name: str) -> None:
+    """Put the directory entries of a file on disk before any row that names it commits:
+    a committed row must never outlive its content, even across a power loss (the
+    database's commit is durable; a rename is not until its directory is flushed). Also
+    when the file was found in place: its writer may not have flushed them yet. The file
+    itself was flushed before its rename (``_write_file``). File storage only (an S3 PUT
+    is durable when it returns)."""
+    path = _local_path(storage, name)
+    if path is None:
         return
     bucket = os.path.dirname(path)
-    # The file (unless its writer here just did), ab/cd/ and ab/.
-    for target in ((path,) if file else ()) + (bucket, os.path.dirname(bucket)):
-        descriptor = os.open(target, os.O_RDONLY)
+    for directory in (bucket, os.path.dirname(bucket)):  # ab/cd/ and ab/
+        descriptor = os.open(directory, os.O_RDONLY)
         try:
             os.fsync(descriptor)
         finally:
             os.close(descriptor)
+
+
+def _local_path(storage: Storage, name: str) -> str | None:
+    try:
+        return storage.path(name)
+    except NotImplementedError:  # S3
+        return None
 
 
 def _blob_delete_if_orphan(sha256: str) -> bool:
