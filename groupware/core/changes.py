@@ -108,13 +108,7 @@ class ChangeSet:
             [account_pk, type_name, object_id, pending.modseq, pending.modseq, pending.destroyed, now]
             for (type_name, object_id), pending in self._pending.items()
         ]
-        postgresql = connection.vendor == "postgresql"
-        if len(rows) > 1 and postgresql:
-            # Many rows: one array per column (sql.unnest_select), one statement text.
-            values, params = sql.unnest_select(_CHANGE_TYPES), sql.columnwise(rows)
-        else:
-            values = "VALUES " + ", ".join(["(%s, %s, %s, %s, %s, %s, %s)"] * len(rows))
-            params = [value for row in rows for value in row]
+        values, params = sql.insert_rows(_CHANGE_TYPES, rows)
         record = (
             "INSERT INTO core_objectchange"  # noqa: S608 (only placeholders are joined in)
             " (account_id, type_name, object_id, created_modseq, modseq, destroyed, changed) "
@@ -128,7 +122,7 @@ class ChangeSet:
             " WHERE id = %s"
         )
         bump_params = [self.modseq, octets, count, account_pk]
-        if postgresql:
+        if connection.vendor == "postgresql":
             # Both in one statement (a data-modifying WITH runs whether read or not).
             sql.execute(f"WITH recorded AS ({record}) {bump}", params + bump_params)
         else:

@@ -123,12 +123,8 @@ def insert(model: type[M], objects: Sequence[M], *, chunk: int = 500) -> list[M]
     for start in range(0, len(objects), chunk):
         batch = objects[start : start + chunk]
         values = [[field.get_db_prep_save(field.pre_save(obj, True), connection) for field in fields] for obj in batch]
-        if len(batch) > 1 and connection.vendor == "postgresql":
-            keys = rows(head + unnest_select(_db_types(connection.vendor, model)) + returning, columnwise(values))
-        else:
-            row_sql = "(" + placeholders(len(fields)) + ")"
-            params = [value for row_values in values for value in row_values]
-            keys = rows(head + "VALUES " + ", ".join([row_sql] * len(batch)) + returning, params)
+        source, params = insert_rows(_db_types(connection.vendor, model), values)
+        keys = rows(head + source + returning, params)
         for obj, (key,) in zip(batch, keys, strict=True):
             setattr(obj, meta.pk.attname, key)
             obj._state.adding = False
@@ -139,6 +135,16 @@ def insert(model: type[M], objects: Sequence[M], *, chunk: int = 500) -> list[M]
 @cache
 def _db_types(vendor: str, model: type[Model]) -> tuple[str, ...]:
     return tuple(field.db_type(connection) for field in model._meta.concrete_fields if not field.primary_key)
+
+
+def insert_rows(types: Sequence[str], values: Sequence[Sequence[Any]]) -> tuple[str, list[Any]]:
+    """The rows of an INSERT and their parameters: ``VALUES (...), ...``, or on PostgreSQL
+    for more than one row ``unnest_select`` with one array per column. ``types``: the
+    columns' PostgreSQL types."""
+    if len(values) > 1 and connection.vendor == "postgresql":
+        return unnest_select(types), columnwise(values)
+    row_sql = "(" + placeholders(len(types)) + ")"
+    return "VALUES " + ", ".join([row_sql] * len(values)), [value for row_values in values for value in row_values]
 
 
 def unnest_select(types: Sequence[str]) -> str:

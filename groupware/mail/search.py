@@ -495,21 +495,20 @@ def search_index_write(documents: Sequence[tuple[int, SearchDocument]]) -> None:
     with _writing(), connection.cursor() as cursor:
         for start in range(0, len(documents), _WRITE_CHUNK):
             chunk = documents[start : start + _WRITE_CHUNK]
-            params = [value for pk, document in chunk for value in (pk, *document.values)]
+            rows = [(pk, *document.values) for pk, document in chunk]
             if connection.vendor == "postgresql":
-                conflict = " ON CONFLICT (email_id) DO UPDATE SET " + ", ".join(
-                    f"{column} = EXCLUDED.{column}" for column in columns
-                )
-                head = f"INSERT INTO {TABLE} (email_id, {', '.join(columns)}) "
-                if len(chunk) == 1:
-                    cursor.execute(f"{head}VALUES (%s, {', '.join(['%s::tsvector'] * len(columns))}){conflict}", params)
-                    continue
-                # Many rows: one array per column (sql.unnest_select), one statement text.
+                # The rows as sql.insert_rows gives them (one array per column for many),
+                # each field's literal cast to a tsvector.
+                source, params = sql.insert_rows(["bigint"] + ["text"] * len(columns), rows)
                 names = ", ".join(f"c{index}" for index in range(len(columns)))
                 vectors = ", ".join(f"c{index}::tsvector" for index in range(len(columns)))
-                source = sql.unnest_select(["bigint"] + ["text"] * len(columns))
-                values = sql.columnwise([(pk, *document.values) for pk, document in chunk])
-                cursor.execute(f"{head}SELECT e, {vectors} FROM ({source}) AS t(e, {names}){conflict}", values)  # noqa: S608
+                cursor.execute(
+                    f"INSERT INTO {TABLE} (email_id, {', '.join(columns)})"  # noqa: S608
+                    f" SELECT e, {vectors} FROM ({source}) AS t(e, {names})"
+                    " ON CONFLICT (email_id) DO UPDATE SET "
+                    + ", ".join(f"{column} = EXCLUDED.{column}" for column in columns),
+                    params,
+                )
             elif connection.vendor == "sqlite":
                 keys = [pk for pk, _ in chunk]
                 cursor.execute(f"DELETE FROM {TABLE} WHERE rowid IN ({', '.join(['%s'] * len(keys))})", keys)  # noqa: S608
@@ -517,7 +516,7 @@ def search_index_write(documents: Sequence[tuple[int, SearchDocument]]) -> None:
                 cursor.execute(
                     f"INSERT INTO {TABLE} (rowid, {', '.join(columns)}) "  # noqa: S608
                     f"VALUES {', '.join([row] * len(chunk))}",
-                    params,
+                    [value for row_values in rows for value in row_values],
                 )
             else:  # pragma: no cover - config.database only knows these two
                 raise NotImplementedError(f"no search index for {connection.vendor}")
