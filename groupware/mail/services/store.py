@@ -61,22 +61,22 @@ def emails_insert(
     account: Account,
     changes: ChangeSet,
     items: Sequence[NewEmail],
-    mailbox_roles: Mapping[int, str | None] | None = None,
+    mailbox_roles: Mapping[int, str | None],
 ) -> list[Email]:
     """Store these messages as new Emails, in order; call inside ``account_changes``.
 
-    ``mailbox_roles``: the role of every mailbox the items go to (pk -> role), if the
-    caller knows them: the mailbox counts after the insert are then worked out from the
-    counts before it, without reading the threads again."""
+    ``mailbox_roles``: the role of every mailbox the items go to (pk -> role), read under
+    the account lock: the mailbox counts after the insert are worked out from the counts
+    before it (new Emails only add memberships), without reading the threads again."""
     stored: list[Email] = []
     rest = list(items)
     while rest:
         plan, index_rows = _thread_plan(account, rest)
         if plan:
-            stored.extend(_write(account, changes, rest[: len(plan)], plan, index_rows, mailbox_roles=mailbox_roles))
+            stored.extend(_write(account, changes, rest[: len(plan)], plan, index_rows, mailbox_roles))
         rest = rest[len(plan) :]
         if rest:  # the next message links several Threads: merge them, then go on
-            stored.append(_insert_merging(account, changes, rest.pop(0)))
+            stored.append(_insert_merging(account, changes, rest.pop(0), mailbox_roles))
     return stored
 
 
@@ -126,8 +126,8 @@ def _write(
     items: Sequence[NewEmail],
     plan: Sequence[ThreadKey],
     existing_index: set[tuple[str, str, int]],
+    mailbox_roles: Mapping[int, str | None],
     before: Snapshot | None = None,
-    mailbox_roles: Mapping[int, str | None] | None = None,
 ) -> list[Email]:
     """Rows, memberships, index, counts, search and changes of messages whose Threads are
     planned (existing pks, or -n: created here). ``before``: the snapshot of a merge (the
@@ -186,7 +186,9 @@ def _write(
         changes.record(EMAIL_TYPE, email_id(email.pk), Change.CREATED)
     sql.insert(EmailMailbox, memberships)
     sql.insert(MessageIdIndex, index_rows)
-    if not merging and mailbox_roles is not None and all(row.mailbox_id in mailbox_roles for row in memberships):
+    if merging:
+        after = thread_snapshot(account.pk, before.thread_ids)
+    else:
         unread_of = {email.pk: email.is_unread for email in emails}
         after = snapshot_adding(
             before,
@@ -195,14 +197,14 @@ def _write(
                 for row in memberships
             ),
         )
-    else:
-        after = thread_snapshot(account.pk, before.thread_ids)
     mailbox_counts_apply(account=account, before=before, after=after)
     search_index_write([(email.pk, item.search) for item, email in zip(items, emails, strict=True)])
     return emails
 
 
-def _insert_merging(account: Account, changes: ChangeSet, item: NewEmail) -> Email:
+def _insert_merging(
+    account: Account, changes: ChangeSet, item: NewEmail, mailbox_roles: Mapping[int, str | None]
+) -> Email:
     """A message whose ids link several Threads: they merge into one (threads_merge)."""
     subject_key = item.columns["base_subject"]
     candidates = threads.threads_candidates(account=account, message_ids=item.threading_ids, subject_key=subject_key)
@@ -214,4 +216,4 @@ def _insert_merging(account: Account, changes: ChangeSet, item: NewEmail) -> Ema
             account_id=account.pk, thread_id=thread.pk, message_id__in=item.threading_ids
         ).values_list("message_id", "base_subject", "thread_id")
     )
-    return _write(account, changes, [item], [thread.pk], existing, before)[0]
+    return _write(account, changes, [item], [thread.pk], existing, mailbox_roles, before)[0]
