@@ -24,6 +24,10 @@ from accounts.models import Account
 from groupware.core import events, sql
 from groupware.core.models import ObjectChange
 
+# ChangeSet.memo: whether any quota exists at all (accounts.quotas), read with the lock,
+# as every write that stores data asks it.
+QUOTAS_EXIST = "quotas_exist"
+
 # The PostgreSQL types of the columns the change records are written with.
 _CHANGE_TYPES = ("bigint", "text", "text", "bigint", "bigint", "boolean", "timestamptz")
 
@@ -187,11 +191,6 @@ def accounts_changes(account_pks: Iterable[int]) -> Iterator[dict[int, ChangeSet
         finally:
             if token is not None:
                 _active.reset(token)
-
-
-# ChangeSet.memo: whether any quota exists at all (accounts.quotas), read with the lock,
-# as every write that stores data asks it.
-QUOTAS_EXIST = "quotas_exist"
 
 
 def _lock_accounts(pks: list[int]) -> list[tuple[Account, tuple[Any, ...]]]:
