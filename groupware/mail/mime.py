@@ -667,6 +667,10 @@ class ParsedMessage:
     truncated: bool = False
     # What was wrong with the message, for logs and tests (not for clients).
     defects: list[str] = field(default_factory=list)
+    # Not stored: the charset-decoded text of each text/* leaf by partId, and that text as
+    # the index reads it (tidied; text/html without markup), for Sieve's body test at
+    # delivery, which would otherwise decode the same parts again.
+    texts: dict[str, tuple[str, str]] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def text_body_ids(self) -> list[str]:
@@ -834,7 +838,9 @@ def _fill(parsed: ParsedMessage, raw: bytes, structure: BodyPart) -> None:
         part.size = len(data)
         if part.type.startswith("text/"):
             text, _ = decode_charset(data, part.charset)
-            texts[id(part)] = html_to_text(text) if part.type == "text/html" else _tidy(text)
+            texts[id(part)] = readable = html_to_text(text) if part.type == "text/html" else _tidy(text)
+            if part.part_id is not None:
+                parsed.texts[part.part_id] = (text, readable)
 
     text_body, html_body, attachments = classify_parts(structure)
     parsed.text_body, parsed.html_body, parsed.attachments = text_body, html_body, attachments

@@ -373,6 +373,73 @@ def test_body_test_does_not_parse_the_message_again(account, monkeypatch):
     assert {email.subject for email in emails_in(account, "Found")} == {"no second parse", "parsed again"}
 
 
+def test_body_test_uses_the_text_the_parse_decoded(account, monkeypatch):
+    """The text parts the store's parse decoded (base64, quoted-printable, a charset) and
+    the text of its HTML part without markup are what the body test reads: no part is
+    decoded, and no HTML converted, a second time. The verdicts stay those of RFC 5173."""
+    from groupware.mail import mime
+    from groupware.mail.sieve import message as sieve_message
+
+    decoded, converted = [], []
+    original_content, original_html = sieve_message.part_content, mime.html_to_text
+    monkeypatch.setattr(
+        sieve_message, "part_content", lambda raw, node: decoded.append(node) or original_content(raw, node)
+    )
+    monkeypatch.setattr(mime, "html_to_text", lambda text: converted.append(text) or original_html(text))
+    monkeypatch.setattr(sieve_message, "html_to_text", lambda text: converted.append(text) or original_html(text))
+    for name in ("Text", "Markup", "Html"):
+        mailbox_create(account=account, name=name)
+    activate_script(
+        account,
+        'require ["fileinto", "body", "imap4flags"];\r\n'
+        'if body :text :contains "needle-one" { addflag "$one"; }\r\n'
+        'if body :text :contains "needle-two" { fileinto "Text"; }\r\n'
+        'if body :text :contains "<b>" { fileinto "Markup"; }\r\n'
+        'if body :content "text/html" :contains "<b>needle-two</b>" { fileinto "Html"; }\r\n',
+    )
+    html = (
+        b"Content-Type: text/html; charset=iso-8859-1\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n"
+        b"<p>caf=E9 <b>needle-two</b></p>"
+    )
+    deliver(_multipart(html, message_id="<reuse1@x>", subject="decoded once"))
+    assert decoded == []
+    assert len(converted) == 1  # the parse's, for the preview and the index
+    (email,) = emails_in(account, "Text")
+    assert email.subject == "decoded once"
+    assert "$one" in email.keywords  # the base64 text part, read from the parse
+    assert emails_in(account, "Markup") == []  # :text reads the HTML without its markup
+    assert [email.subject for email in emails_in(account, "Html")] == ["decoded once"]  # :content: as is
+
+
+def test_the_script_decodes_each_header_field_once(account, monkeypatch):
+    """Rules testing the same fields read them from the view's memo: one RFC 2047 decode
+    and one address parse of each field per message."""
+    from groupware.mail.sieve import message as sieve_message
+
+    decodes = []
+    original = sieve_message.decode_header_value
+    monkeypatch.setattr(sieve_message, "decode_header_value", lambda value: decodes.append(value) or original(value))
+    sieve_message._addresses.cache_clear()
+    mailbox_create(account=account, name="Hit")
+    activate_script(
+        account,
+        'require ["fileinto", "imap4flags"];\r\n'
+        'if header :contains "subject" "nothing" { addflag "$a"; }\r\n'
+        'if header :contains "subject" "caf\u00e9" { addflag "$b"; }\r\n'
+        'if header :matches "Subject" "*report*" { addflag "$c"; }\r\n'
+        'if address :domain :is "from" "example.net" { addflag "$d"; }\r\n'
+        'if address :localpart :is "from" "joe" { fileinto "Hit"; }\r\n',
+    )
+    deliver(
+        b"From: Joe <joe@example.net>\r\nTo: alice@example.com\r\n"
+        b"Subject: =?utf-8?q?caf=C3=A9_report?=\r\nMessage-ID: <once@x>\r\n\r\nhello\r\n"
+    )
+    assert decodes == ["=?utf-8?q?caf=C3=A9_report?="]
+    assert sieve_message._addresses.cache_info().misses == 1
+    (email,) = emails_in(account, "Hit")
+    assert {"$b", "$c", "$d"} <= set(email.keywords) and "$a" not in email.keywords
+
+
 def test_a_filtered_delivery_runs_a_fixed_set_of_statements(account):
     """Pinned: a message filed by the Sieve script into a folder, as a reply joining an
     existing thread. The counts after the insert are worked out (no second read of the

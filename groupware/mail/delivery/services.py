@@ -266,7 +266,7 @@ def _prepare(stored_raw: bytes, facts: _Facts) -> PreparedEmail | Exception:
     except Exception as error:
         return error
     if facts.view is not None:
-        facts.view.use_structure(prepared.columns.get("parsed"), stored_raw)
+        facts.view.use_structure(prepared.columns.get("parsed"), stored_raw, prepared.texts)
     return prepared
 
 

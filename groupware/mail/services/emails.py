@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -402,6 +402,8 @@ class PreparedEmail:
     received_at: datetime
     search: SearchDocument
     written: str | None = None  # the sha-256 of ``raw`` once blob_write has stored it
+    # The parse's decoded text parts (ParsedMessage.texts), for Sieve at delivery.
+    texts: Mapping[str, tuple[str, str]] = field(default_factory=dict, repr=False, compare=False)
 
 
 def email_prepare(*, raw: bytes, received_at: datetime | None = None) -> PreparedEmail:
@@ -419,7 +421,9 @@ def email_prepare(*, raw: bytes, received_at: datetime | None = None) -> Prepare
         if received_at is None or received_at > now:
             received_at = now
     search = search_document(email=columns, fields=without_nul(search_fields_of(parsed)))
-    return PreparedEmail(raw=raw, columns=columns, received_at=received_at.replace(microsecond=0), search=search)
+    return PreparedEmail(
+        raw=raw, columns=columns, received_at=received_at.replace(microsecond=0), search=search, texts=parsed.texts
+    )
 
 
 @dataclass(frozen=True)

@@ -5,8 +5,6 @@ from __future__ import annotations
 import hashlib
 from datetime import datetime
 
-from groupware.mail.mime import html_to_text
-
 from .actions import DuplicateMark, Environment, Limits
 from .dates import date_part, parse_date_header, parse_zone
 from .errors import SieveRuntimeError
@@ -196,10 +194,8 @@ class Conditions:
                 or part.text is None
             ):
                 continue
-            if ":content" not in test.tags and part.content_type == "text/html":
-                values.append(html_to_text(part.text))  # RFC 5173 §5.3: :text may drop markup
-            else:
-                values.append(part.text)
+            # RFC 5173 §5.3: :text may drop the markup of text/html.
+            values.append(part.text if ":content" in test.tags else part.plain)
         return self.matched(test, values, keys)
 
     def _zoned(self, test: Test, moment: datetime) -> datetime:

@@ -10,10 +10,10 @@ import email.utils
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from email.message import Message
-from functools import partial
+from functools import lru_cache, partial
 from typing import Any
 
-from groupware.mail.mime import decode_charset, part_content
+from groupware.mail.mime import decode_charset, html_to_text, part_content
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,7 +32,7 @@ class BodyPart:
     (text: prologue and epilogue) or message/rfc822 (text: the embedded header).
     """
 
-    __slots__ = ("_source", "_text", "content_type", "is_container")
+    __slots__ = ("_plain", "_source", "_text", "content_type", "is_container")
 
     def __init__(
         self,
@@ -46,12 +46,23 @@ class BodyPart:
         self.is_container = is_container
         self._text = text
         self._source = source
+        self._plain: str | None = None  # of text/html: the text without markup, if known
 
     @property
     def text(self) -> str | None:
         if self._source is not None:
             self._text, self._source = self._source(), None
         return self._text
+
+    @property
+    def plain(self) -> str | None:
+        """The text as ``body :text`` reads it: text/html without its markup (RFC 5173 §5.3)."""
+        if self.content_type != "text/html":
+            return self.text
+        if self._plain is None:
+            text = self.text
+            self._plain = html_to_text(text) if text is not None else None
+        return self._plain
 
     def __repr__(self) -> str:
         return f"BodyPart({self.content_type!r}, is_container={self.is_container})"
@@ -110,7 +121,11 @@ class MessageView:
         self._raw_body = raw_body
         self._parts = parts
         self._leaves: list[BodyPart] | None = None
-        self._structure: tuple[Mapping[str, Any], bytes] | None = None
+        self._structure: tuple[Mapping[str, Any], bytes, Mapping[str, tuple[str, str]]] | None = None
+        # Each field's values by lower-case name, raw and decoded, read once: a script
+        # tests the same fields in rule after rule.
+        self._raw_values: dict[str, list[str]] | None = None
+        self._decoded: dict[str, list[str]] = {}
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> MessageView:
@@ -143,14 +158,17 @@ class MessageView:
             self._parts = _body_parts(self._raw or b"")
         return self._parts
 
-    def use_structure(self, parsed: Mapping[str, Any] | None, raw: bytes) -> None:
+    def use_structure(
+        self, parsed: Mapping[str, Any] | None, raw: bytes, texts: Mapping[str, tuple[str, str]] | None = None
+    ) -> None:
         """Give the body test the parse the store made of the message (its stored form,
         ``groupware.mail.mime``, with offsets into ``raw``), so the text parts are read from
-        it instead of parsing the message again."""
+        it instead of parsing the message again; ``texts``: the text parts that parse
+        decoded already (``ParsedMessage.texts``), not decoded again."""
         if isinstance(parsed, Mapping) and not parsed.get("truncated"):
             structure = parsed.get("bodyStructure")
             if isinstance(structure, Mapping):
-                self._structure = (structure, raw)
+                self._structure = (structure, raw, texts or {})
 
     @property
     def leaf_parts(self) -> list[BodyPart]:
@@ -161,15 +179,24 @@ class MessageView:
         return self._leaves
 
     def raw_header_values(self, name: str) -> list[str]:
-        lowered = name.lower()
-        return [value for key, value in self.headers if key.lower() == lowered]
+        """The raw values of a field, in message order (the list is shared: don't change it)."""
+        if self._raw_values is None:
+            by_name: dict[str, list[str]] = {}
+            for key, value in self.headers:
+                by_name.setdefault(key.lower(), []).append(value)
+            self._raw_values = by_name
+        return self._raw_values.get(name.lower(), [])
 
     def header_values(self, name: str) -> list[str]:
-        return [decode_header_value(value) for value in self.raw_header_values(name)]
+        """The decoded values of a field (RFC 5228 §2.7.2; the list is shared: don't change it)."""
+        lowered = name.lower()
+        values = self._decoded.get(lowered)
+        if values is None:
+            values = self._decoded[lowered] = [decode_header_value(value) for value in self.raw_header_values(name)]
+        return values
 
     def has_header(self, name: str) -> bool:
-        lowered = name.lower()
-        return any(key.lower() == lowered for key, _ in self.headers)
+        return bool(self.raw_header_values(name))
 
 
 def _body_parts(raw: bytes) -> list[BodyPart]:
@@ -192,11 +219,18 @@ def _body_parts(raw: bytes) -> list[BodyPart]:
     return parts
 
 
-def _structure_leaves(structure: Mapping[str, Any], raw: bytes) -> list[BodyPart] | None:
+def _structure_leaves(
+    structure: Mapping[str, Any], raw: bytes, texts: Mapping[str, tuple[str, str]]
+) -> list[BodyPart] | None:
     """The leaf parts of a stored body structure, or None when it holds an embedded message
-    (the body test looks inside it, RFC 5173 §5.2, which the structure doesn't)."""
+    (the body test looks inside it, RFC 5173 §5.2, which the structure doesn't). ``texts``:
+    text parts decoded already, by partId: (text, text as the index reads it)."""
 
     def text(node: Mapping[str, Any], content_type: str) -> str:
+        if content_type.startswith("text/"):
+            known = texts.get(node.get("partId"))  # type: ignore[arg-type]
+            if known is not None:
+                return known[0]
         data = part_content(raw, node)
         if content_type.startswith("text/"):
             return decode_charset(data, node.get("charset"))[0]
@@ -213,17 +247,25 @@ def _structure_leaves(structure: Mapping[str, Any], raw: bytes) -> list[BodyPart
         elif content_type in ("message/rfc822", "message/global"):
             return None
         else:
-            leaves.append(BodyPart(content_type, source=partial(text, node, content_type)))
+            leaf = BodyPart(content_type, source=partial(text, node, content_type))
+            if content_type == "text/html":
+                known = texts.get(node.get("partId"))  # type: ignore[arg-type]
+                if known is not None:
+                    leaf._plain = known[1]  # the parse's html_to_text of the same text
+            leaves.append(leaf)
     return leaves
 
 
 def parse_addresses(value: str) -> list[str]:
     """The addr-specs of an address header (display names and groups dropped)."""
-    result = []
-    for _name, address in email.utils.getaddresses([value.replace("\r\n", " ").replace("\n", " ")]):
-        if address:
-            result.append(address)
-    return result
+    return list(_addresses(value))
+
+
+@lru_cache(maxsize=256)
+def _addresses(value: str) -> tuple[str, ...]:
+    # Cached: a script tests From and To in several rules, each reading them again.
+    pairs = email.utils.getaddresses([value.replace("\r\n", " ").replace("\n", " ")])
+    return tuple(address for _name, address in pairs if address)
 
 
 def split_address(address: str) -> tuple[str, str | None]:
