@@ -297,6 +297,12 @@ def test_over_quota_is_answered_so_the_sender_retries_or_bounces(account):
     assert len(emails_in(account, "inbox")) == 1
 
 
+HTML_PART = (
+    b"Content-Type: text/html; charset=iso-8859-1\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n"
+    b"<p>caf=E9 <b>needle-two</b></p>"
+)
+
+
 def _multipart(inner: bytes, *, message_id: str, subject: str) -> bytes:
     """multipart/mixed with a prologue, a base64 text part, ``inner`` as a second part and
     an epilogue."""
@@ -328,11 +334,7 @@ def test_body_test_reads_the_stored_parse_and_looks_into_embedded_messages(accou
         'if body :text :contains "needle-two" { fileinto "Two"; }\r\n'
         'if body :content "image" :contains "needle-one" { fileinto "Three"; }\r\n',
     )
-    html = (
-        b"Content-Type: text/html; charset=iso-8859-1\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n"
-        b"<p>caf=E9 <b>needle-two</b></p>"
-    )
-    deliver(_multipart(html, message_id="<body1@x>", subject="plain and html"))
+    deliver(_multipart(HTML_PART, message_id="<body1@x>", subject="plain and html"))
     forwarded = (
         b"Content-Type: message/rfc822\r\n\r\nFrom: bob@example.org\r\nSubject: inner\r\n"
         b"Content-Type: text/plain\r\n\r\nthe needle-two is inside\r\n"
@@ -397,11 +399,7 @@ def test_body_test_uses_the_text_the_parse_decoded(account, monkeypatch):
         'if body :text :contains "<b>" { fileinto "Markup"; }\r\n'
         'if body :content "text/html" :contains "<b>needle-two</b>" { fileinto "Html"; }\r\n',
     )
-    html = (
-        b"Content-Type: text/html; charset=iso-8859-1\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n"
-        b"<p>caf=E9 <b>needle-two</b></p>"
-    )
-    deliver(_multipart(html, message_id="<reuse1@x>", subject="decoded once"))
+    deliver(_multipart(HTML_PART, message_id="<reuse1@x>", subject="decoded once"))
     assert decoded == []
     assert len(converted) == 1  # the parse's, for the preview and the index
     (email,) = emails_in(account, "Text")
