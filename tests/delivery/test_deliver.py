@@ -156,6 +156,33 @@ def test_fileinto_create_and_missing_mailbox(account):
     assert [e.subject for e in emails_in(account, "inbox")] == ["other"]
 
 
+def test_mailbox_names_in_any_unicode_form_name_the_same_mailbox(account):
+    """Mailbox names are stored NFC (RFC 8621 §2, RFC 5198): a script naming one in another
+    normalization form (here decomposed) means the same mailbox, for fileinto,
+    mailboxexists and :create (which must not create a second one or fall back to keep)."""
+    existing = mailbox_create(account=account, name="Caf\u00e9")
+    activate_script(
+        account,
+        'require ["fileinto", "mailbox"];\r\n'
+        'if allof (header :is "subject" "a", mailboxexists "Cafe\u0301") { fileinto "Cafe\u0301"; stop; }\r\n'
+        'if header :is "subject" "b" { fileinto :create "Ne\u0301w/Sub"; stop; }\r\n'
+        'if header :is "subject" "c" { fileinto :create "Caf\u00e9/Bar"; stop; }\r\n',
+    )
+    deliver(raw_message(subject="a", message_id="<n1@x>"))
+    deliver(raw_message(subject="b", message_id="<n2@x>"))
+    deliver(raw_message(subject="b", message_id="<n3@x>"))
+    deliver(raw_message(subject="c", message_id="<n4@x>"))
+    assert [e.subject for e in Email.objects.filter(memberships__mailbox=existing)] == ["a"]
+    created = Mailbox.objects.get(account=account, name="N\u00e9w", parent=None)
+    sub = Mailbox.objects.get(account=account, name="Sub", parent=created)
+    assert sorted(e.message_id[0] for e in Email.objects.filter(memberships__mailbox=sub)) == ["n2@x", "n3@x"]
+    bar = Mailbox.objects.get(account=account, name="Bar", parent=existing)
+    assert [e.subject for e in Email.objects.filter(memberships__mailbox=bar)] == ["c"]
+    assert emails_in(account, "inbox") == []
+    assert Mailbox.objects.filter(account=account, parent=None, name__startswith="N").count() == 1
+    assert counts_are_exact(account)
+
+
 def test_inbox_names_any_case_and_below(account):
     activate_script(
         account,

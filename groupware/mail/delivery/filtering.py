@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
+import unicodedata
 from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
@@ -77,6 +78,12 @@ class DeliveryPlan:
         return bool(self.targets)
 
 
+def mailbox_path(name: str) -> tuple[str, ...]:
+    """A script's mailbox name ("Parent/Child") as the names of its levels, in the form
+    mailbox names are stored (NFC, RFC 8621 §2): "Cafe\u0301" names the mailbox "Caf\u00e9"."""
+    return tuple(unicodedata.normalize("NFC", name).split("/"))
+
+
 class MailboxTree:
     """The account's mailboxes by Sieve name ("Parent/Child"; "INBOX" is the inbox role)."""
 
@@ -97,7 +104,7 @@ class MailboxTree:
         return self.roles.get("inbox")
 
     def find(self, name: str) -> int | None:
-        segments = name.split("/")
+        segments = mailbox_path(name)
         parent: int | None = None
         if segments[0].upper() == "INBOX":  # RFC 3501 §5.1: INBOX in any case, and below it
             parent, segments = self.inbox, segments[1:]
@@ -313,7 +320,7 @@ def _apply_actions(plan: DeliveryPlan, tree: MailboxTree, actions: list[Any], si
             if pk is not None:
                 plan.targets.append(MailboxRef(pk))
             elif action.create:
-                plan.targets.append(MailboxRef(None, tuple(action.mailbox.split("/"))))
+                plan.targets.append(MailboxRef(None, mailbox_path(action.mailbox)))
             else:  # RFC 5490 §3.2 / RFC 5228 §4.1: a missing mailbox means keep
                 plan.targets.append(MailboxRef(tree.inbox))
             plan.keywords.update(_keywords_of(action.flags))
