@@ -248,7 +248,8 @@ class UserAdmin(DjangoUserAdmin):
 
     def save_model(self, request: HttpRequest, obj: Any, form: forms.ModelForm, change: bool) -> None:
         if change:  # when adding, UserAddForm.save() has created the user already
-            super().save_model(request, obj, form, change)
+            with quotas.quota_visibility_tracked(obj):
+                super().save_model(request, obj, form, change)
             if "is_active" in form.changed_data:
                 (services.user_enable if obj.is_active else services.user_disable)(user=obj)
 

@@ -23,7 +23,8 @@ through ``email_ingest`` raises the same ``OverQuota``: map it the same way.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
@@ -361,6 +362,35 @@ def _record_for_accounts(quota: Quota, change: Change) -> None:
         if quota.scope == ACCOUNT and change is not Change.DESTROYED:
             Quota.objects.filter(pk=quota.pk).update(props_modseq=modseq)
             quota.props_modseq = modseq
+
+
+@contextmanager
+def quota_visibility_tracked(user: User) -> Iterator[None]:
+    """Around a change to a user that can change which quotas its accounts show through
+    JMAP (its staff flag: domain and global quotas are shown to staff owners only; its
+    address: which domain's quotas apply). A quota that appears is recorded created in
+    the account and one that goes destroyed, so Quota/changes tells the clients."""
+    with transaction.atomic():
+        before = _visible_quotas(user.pk)
+        yield
+        after = _visible_quotas(user.pk)
+        for account_pk in sorted(before.keys() | after.keys()):
+            shown, hidden = after.get(account_pk, set()), before.get(account_pk, set())
+            if shown == hidden:
+                continue
+            with account_changes(account_pk) as changes:
+                for pk in sorted(shown - hidden):
+                    changes.record(QUOTA_TYPE, quota_object_id(pk), Change.CREATED)
+                for pk in sorted(hidden - shown):
+                    changes.record(QUOTA_TYPE, quota_object_id(pk), Change.DESTROYED)
+
+
+def _visible_quotas(user_pk: int) -> dict[int, set[int]]:
+    """The quotas each account the user owns shows it through JMAP (pks)."""
+    return {
+        account.pk: set(quotas_of(account, visible=True).values_list("pk", flat=True))
+        for account in Account.objects.filter(owner_id=user_pk).only("pk", "owner_id")
+    }
 
 
 def quota_recompute(*, account: Account) -> tuple[int, int]:

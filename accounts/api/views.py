@@ -99,7 +99,8 @@ class UserViewSet(ProvisioningViewSet):
         for field in changed:
             setattr(user, field, data[field])
         if changed:
-            user.save(update_fields=changed)
+            with quotas.quota_visibility_tracked(user):
+                user.save(update_fields=changed)
         if "is_active" in data and data["is_active"] != user.is_active:
             (services.user_enable if data["is_active"] else services.user_disable)(user=user)
         if "password" in data:

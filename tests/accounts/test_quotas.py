@@ -249,6 +249,51 @@ def test_domain_and_global_quotas_are_shown_to_staff(db):
     assert sorted(item["scope"] for item in found) == ["domain", "global"]
 
 
+def test_quotas_appear_and_go_with_the_staff_flag(api, user):
+    """Domain and global quotas are shown to staff owners only: when the flag changes (in
+    the admin or through the provisioning API), Quota/changes reports them created, then
+    destroyed, and Quota/get follows."""
+    from django.test import Client
+
+    from accounts.models import User
+    from accounts.quotas import quota_object_id
+
+    domain = services.domain_create(name="example.com")
+    own = quota_set(scope="account", account=account_of(user), resource_type="count", hard_limit=10**6)
+    shared = [
+        quota_set(scope="domain", domain=domain, resource_type="octets", hard_limit=10**6),
+        quota_set(scope="global", resource_type="count", hard_limit=10**6),
+    ]
+    first = api.ok("Quota/get", {"ids": None})
+    assert [item["id"] for item in first["list"]] == [quota_object_id(own.pk)]
+    root = services.user_create(email="root@example.com", password="x" * 12, is_staff=True, is_superuser=True)
+    admin = Client()
+    admin.force_login(root)
+    form = {"email": user.email, "name": user.name, "is_active": "on", "is_staff": "on"}
+    response = admin.post(f"/admin/accounts/user/{user.pk}/change/", form)
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    assert User.objects.get(pk=user.pk).is_staff
+    became = api.ok("Quota/changes", {"sinceState": first["state"]})
+    assert sorted(became["created"]) == sorted(quota_object_id(quota.pk) for quota in shared)
+    assert became["updated"] == became["destroyed"] == []
+    assert len(api.ok("Quota/get", {"ids": None})["list"]) == 3
+    token = services.api_token_create(user=root, name="ops")[1]
+    response = Client().patch(
+        f"/api/admin/v1/users/{user.pk}/",
+        orjson.dumps({"is_staff": False}),
+        content_type="application/json",
+        HTTP_AUTHORIZATION=f"Bearer {token}",
+    )
+    assert response.status_code == 200, response.content
+    left = api.ok("Quota/changes", {"sinceState": became["newState"]})
+    assert sorted(left["destroyed"]) == sorted(quota_object_id(quota.pk) for quota in shared)
+    assert left["created"] == left["updated"] == []
+    assert [item["id"] for item in api.ok("Quota/get", {"ids": None})["list"]] == [quota_object_id(own.pk)]
+    response = admin.post(f"/admin/accounts/user/{user.pk}/change/", {**form, "is_staff": ""})
+    assert response.status_code == 302
+    assert api.ok("Quota/changes", {"sinceState": left["newState"]})["newState"] == left["newState"]
+
+
 def test_quotas_need_a_known_type(api, user):
     quota_set(scope="account", account=account_of(user), resource_type="count", hard_limit=5)
     response = api.client.call("Quota/get", {"accountId": api.account_id, "ids": None}, using=[CORE, QUOTA])
