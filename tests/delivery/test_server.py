@@ -123,6 +123,27 @@ def test_lmtp_answers_each_recipient_after_data(server, account):
     assert Email.objects.filter(account__owner__email="carol@example.com").count() == 1
 
 
+def test_lmtp_data_read_in_blocks_with_commands_pipelined_after_it(server, account):
+    """RFC 2920: the end of the data and the next commands in one send. The data is read
+    in blocks: the commands after it are answered in turn, after the delivery's reply."""
+    client = LineClient(server["LMTP"])
+    client.command("LHLO client.example")
+    client.send(b"MAIL FROM:<joe@example.net>\r\nRCPT TO:<alice@example.com>\r\nDATA\r\n")
+    assert [client.reply()[:3] for _ in range(3)] == ["250", "250", "354"]
+    body = "".join(f".line {index}\r\n" for index in range(2000))  # every line dot-stuffed
+    stuffed = raw_message(message_id="<p1@x>", body=body).replace(b"\r\n.", b"\r\n..")
+    client.send(stuffed + b".\r\nNOOP\r\nMAIL FROM:<joe@example.net>\r\n")
+    assert client.reply().startswith("250 2.0.0")
+    assert client.reply().startswith("250")  # NOOP
+    assert client.reply().startswith("250")  # MAIL
+    assert client.command("QUIT").startswith("221")
+    client.close()
+    [email] = emails_in(account, "inbox")
+    from groupware.mail.services.emails import email_raw
+
+    assert email_raw(email).endswith(raw_message(message_id="<p1@x>", body=body))
+
+
 def test_lmtp_oversized_message_gets_a_reply_per_recipient(server, account):
     user_create(email="carol@example.com", password="x" * 12)
     with override_settings(MAIL_MAX_MESSAGE_SIZE=20_000):
