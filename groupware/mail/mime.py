@@ -545,7 +545,12 @@ _BLOCK_TAGS = frozenset(
     }
 )  # fmt: skip
 _CELL_TAGS = frozenset({"td", "th"})
-_SPACES = re.compile("[\t\r\f\v\u00a0][ \t\r\f\v\u00a0]*| [ \t\r\f\v\u00a0]+")
+# The horizontal white space _tidy collapses: each one but the space becomes a space first
+# (a translate, only if the text holds one), then runs of spaces one space (a search for a
+# literal, where a character class with a non-ASCII member is tried at every position).
+_ODD_SPACES = "\t\r\f\v\u00a0"
+_ODD_SPACE_TABLE = str.maketrans(dict.fromkeys(_ODD_SPACES, " "))
+_SPACE_RUNS = re.compile("  +")
 _OTHER_SPACE = re.compile(r"[^\S \n]")
 _BLANK_LINES = re.compile(r"\n\s*\n+")
 _LINE_EDGES = re.compile(r"[^\S\n]*\n[^\S\n]*")
@@ -591,7 +596,11 @@ def html_to_text(source: str) -> str:
 
 def _tidy(text: str) -> str:
     # Runs of spaces, tabs... as one space (a lone space, the common case, is left alone).
-    text = _SPACES.sub(" ", text.replace("\r\n", "\n"))
+    text = text.replace("\r\n", "\n")
+    if any(space in text for space in _ODD_SPACES):
+        text = text.translate(_ODD_SPACE_TABLE)
+    if "  " in text:
+        text = _SPACE_RUNS.sub(" ", text)
     # Every line stripped (the white space around each line break goes; the text's own
     # ends go with the final strip), without a Python step per line: with only spaces
     # left (at most one on each side of a break), two replaces do it.

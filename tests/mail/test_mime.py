@@ -520,3 +520,37 @@ def test_a_parser_bug_still_stores_the_message(monkeypatch, caplog):
     assert "internal parser error" in parsed.defects
     assert parsed.subject == "still here"
     assert [body_value(raw, part)["value"] for part in parsed.text_body] == ["the body\n"]
+
+
+def _tidy_by_lines(text: str) -> str:
+    """What the index and the preview read of a text part, step by step: every run of
+    horizontal white space (space, tab, CR, FF, VT, no-break space) one space, every line
+    stripped, runs of blank lines one blank line, the ends stripped."""
+    import re
+
+    text = re.sub(
+        "[ \t\r\f\v\u00a0]+", lambda run: run.group() if run.group() == " " else " ", text.replace("\r\n", "\n")
+    )
+    lines = [line.strip() for line in text.split("\n")]
+    out: list[str] = []
+    for line in lines:
+        if line or (out and out[-1]):
+            out.append(line)
+    return "\n".join(out).strip()
+
+
+def test_text_tidying_equals_the_line_by_line_reading():
+    """The tidying the parse does in a few C passes is the line-by-line reading, on random
+    strings of the characters that matter (white space of every kind, line breaks,
+    letters) and on the text parts of generated messages."""
+    import random
+
+    from groupware.mail.mime import _tidy
+
+    rng = random.Random(7)
+    alphabet = " \t\r\n\f\v\u00a0\u2003\u3000ab.>é\u200b\x85\u2028"
+    for _ in range(20_000):
+        text = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 30)))
+        assert _tidy(text) == _tidy_by_lines(text), repr(text)
+    sample = "Dear  all,\r\n\r\n\r\n\tthe\u00a0\u00a0plan:\r\n  - one \r\n\r\n-- \r\nJoe\r\n"
+    assert _tidy(sample) == _tidy_by_lines(sample) == "Dear all,\n\nthe plan:\n- one\n\n--\nJoe"
