@@ -42,8 +42,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--connections", type=int, default=4)
     parser.add_argument("--users", type=int, default=8, help="recipients rotate over this many users")
     parser.add_argument("--processes", type=int, default=1, help="serve_mail processes sharing the port")
-    parser.add_argument("--workers", type=int, default=3, help="delivery worker processes per serve_mail (0: threads)")
-    parser.add_argument("--threads", type=int, default=4, help="delivery threads per serve_mail (with --workers 0)")
+    parser.add_argument(
+        "--workers", type=int, default=2, help="worker processes serving the connections per serve_mail (0: none)"
+    )
+    parser.add_argument("--threads", type=int, default=2, help="delivery threads per delivering process")
     parser.add_argument("--kill-every", type=float, default=0.0, help="SIGKILL serve_mail every N seconds")
     parser.add_argument("--database", default=default_database("groupware_delivery_bench"))
     parser.add_argument("--port", type=int, default=18224)

@@ -218,14 +218,68 @@ def test_worker_processes_deliver_and_a_killed_worker_is_replaced(embedded):
             client.sendmail("joe@example.net", ["rcpt@example.com"], raw_message(message_id="<w2@x>"))
         first = workers_of(server, 2)
         os.kill(first[0], signal.SIGKILL)
-        # The dead worker's pool is replaced: at worst one 451 (retry), never a lost message.
+        # The dead worker is replaced: at worst a dropped connection or a 451 (the sender
+        # retries), never a lost message.
         refused = send_until_accepted(server.ports["LMTP"], "w3@x")
-        assert set(refused) <= {451}
+        assert set(refused) <= {0, 451}
         assert first[0] not in workers_of(server, 1)
         assert server.process.poll() is None
     finally:
         server.stop()
     assert {"w1@x", "w2@x", "w3@x"} <= set(stored_message_ids(embedded))
+
+
+def _connections_of(pid: int) -> int:
+    """How many established TCP connections the process holds (not its listening sockets)."""
+    inodes = set()
+    for path in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(path).read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] == "01":  # ESTABLISHED
+                inodes.add(fields[9])
+    count = 0
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        if target.startswith("socket:[") and target[8:-1] in inodes:
+            count += 1
+    return count
+
+
+@pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="reads sockets from /proc")
+def test_connections_are_served_by_the_workers_in_turn(embedded):
+    """Each accepted connection is handed to the next worker (serve_mail keeps none): two
+    sessions open at once are one per worker. A worker killed takes only its own session;
+    the other goes on, and serve_mail stops cleanly (exit 0) with its workers."""
+    server = MailProcess(embedded, "--workers", "2", "--threads", "1")
+    try:
+        workers = workers_of(server, 2)
+        first = smtplib.LMTP("127.0.0.1", server.ports["LMTP"], timeout=30)
+        second = smtplib.LMTP("127.0.0.1", server.ports["LMTP"], timeout=30)
+        first.noop()
+        second.noop()
+        assert sorted(_connections_of(pid) for pid in workers) == [1, 1]
+        assert _connections_of(server.process.pid) == 0
+        holder = next(pid for pid in workers if _connections_of(pid))
+        os.kill(holder, signal.SIGKILL)
+        outcomes = []
+        for client, message_id in ((first, "t1@x"), (second, "t2@x")):
+            try:
+                client.sendmail("joe@example.net", ["rcpt@example.com"], raw_message(message_id=f"<{message_id}>"))
+                outcomes.append("stored")
+            except (OSError, smtplib.SMTPException):
+                outcomes.append("dropped")
+        assert sorted(outcomes) == ["dropped", "stored"]
+        second_try = send_until_accepted(server.ports["LMTP"], "t3@x")
+        assert set(second_try) <= {0}
+        server.process.terminate()
+        assert server.process.wait(30) == 0
+    finally:
+        server.stop()
+    stored = set(stored_message_ids(embedded))
+    assert "t3@x" in stored and len({"t1@x", "t2@x"} & stored) == 1
 
 
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads worker processes from /proc")

@@ -2,8 +2,8 @@
 
 Both accept mail for local recipients only (unknown ones are refused at RCPT with 550, so
 the SMTP port is no open relay) and hand each message to ``deliver_message`` in a thread
-pool (the database work is synchronous) or, with ``workers``, in worker processes
-(groupware.mail.delivery.workers). LMTP answers once per recipient after DATA; SMTP
+pool (the database work is synchronous); with ``workers``, worker processes serve the
+connections, each with its own pool (groupware.mail.delivery.workers). LMTP answers once per recipient after DATA; SMTP
 answers once: 451 if any recipient failed temporarily (a retransmission is deduplicated
 for the recipients that already have it), else 250 if any was delivered.
 """
@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import socket
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -32,7 +33,7 @@ from groupware.mail.delivery.services import (
     temporary_failure,
     unknown_recipient,
 )
-from groupware.mail.delivery.workers import DeliveryWorkers, ThreadWorkers
+from groupware.mail.delivery.workers import ConnectionWorkers, ThreadWorkers
 from groupware.mail.services.emails import max_message_size
 
 logger = logging.getLogger(__name__)
@@ -81,11 +82,10 @@ def smtp_reply(results: list[DeliveryResult]) -> str:
 class DeliveryHandler:
     """aiosmtpd handler hooks shared by the LMTP and SMTP servers."""
 
-    def __init__(self, executor: ThreadPoolExecutor, protocol: str, workers: Any = None) -> None:
+    def __init__(self, executor: ThreadPoolExecutor, protocol: str) -> None:
         self.executor = executor
         self.protocol = protocol
-        # Where DATA is delivered: this process's threads, or DeliveryWorkers.
-        self.workers = workers or ThreadWorkers(executor)
+        self.workers = ThreadWorkers(executor)  # where DATA is delivered: this process's threads
 
     async def handle_RCPT(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, rcpt_options: list[str]
@@ -279,6 +279,33 @@ def parse_listen(value: str | None) -> tuple[str, int] | None:
     return host, int(port)
 
 
+def quiet_protocol_log() -> None:
+    """aiosmtpd's own log says every command at INFO: far too much for a mail server."""
+    logging.getLogger("mail.log").setLevel(max(logging.WARNING, logging.getLogger().getEffectiveLevel()))
+
+
+def protocol_factory(
+    protocol: str, executor: ThreadPoolExecutor, loop: asyncio.AbstractEventLoop
+) -> Callable[[], SMTP]:
+    """The protocol instance of each new LMTP or SMTP connection, delivering in ``executor``."""
+    cls = LmtpServer if protocol == "LMTP" else SmtpServer
+    handler = DeliveryHandler(executor, protocol)
+    hostname = mail_hostname()
+
+    def factory() -> SMTP:
+        return cls(
+            handler,
+            hostname=hostname,
+            data_size_limit=max_message_size(),  # per connection: settings may change
+            enable_SMTPUTF8=True,
+            decode_data=False,
+            ident="groupware",
+            loop=loop,
+        )
+
+    return factory
+
+
 async def serve_mail(
     *,
     lmtp: tuple[str, int] | None,
@@ -289,34 +316,21 @@ async def serve_mail(
     reuse_port: bool = False,
     workers: int = 0,
 ) -> None:
-    """Run the listeners until ``stop`` is set (forever without one). ``workers`` > 0
-    delivers in that many worker processes; 0 in ``threads`` threads of this process."""
+    """Run the listeners until ``stop`` is set (forever without one). ``workers`` > 0: that
+    many worker processes serve the connections, each delivering in ``threads`` threads
+    (groupware.mail.delivery.workers); 0: this process serves them, delivering in
+    ``threads`` threads."""
+    quiet_protocol_log()
+    addresses = [(protocol, address) for protocol, address in (("LMTP", lmtp), ("SMTP", smtp)) if address is not None]
+    if workers > 0:
+        await _serve_with_workers(addresses, threads, started, stop, reuse_port, workers)
+        return
     loop = asyncio.get_running_loop()
     executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="delivery")
-    pool = DeliveryWorkers(workers) if workers > 0 else None
-    if pool is not None:
-        pool.start()
-    # aiosmtpd's own log says every command at INFO: far too much for a mail server.
-    logging.getLogger("mail.log").setLevel(max(logging.WARNING, logging.getLogger().getEffectiveLevel()))
     servers: list[asyncio.base_events.Server] = []
     listeners: list[Listener] = []
-    hostname = mail_hostname()
-    for protocol, address, cls in (("LMTP", lmtp, LmtpServer), ("SMTP", smtp, SmtpServer)):
-        if address is None:
-            continue
-        handler = DeliveryHandler(executor, protocol, pool)
-
-        def factory(cls: type = cls, handler: DeliveryHandler = handler) -> SMTP:
-            return cls(
-                handler,
-                hostname=hostname,
-                data_size_limit=max_message_size(),  # per connection: settings may change
-                enable_SMTPUTF8=True,
-                decode_data=False,
-                ident="groupware",
-                loop=loop,
-            )
-
+    for protocol, address in addresses:
+        factory = protocol_factory(protocol, executor, loop)
         server = await loop.create_server(factory, host=address[0], port=address[1], reuse_port=reuse_port or None)
         servers.append(server)
         bound = server.sockets[0].getsockname()
@@ -324,10 +338,7 @@ async def serve_mail(
     if started is not None:
         started(listeners)
     try:
-        if stop is None:
-            await asyncio.Event().wait()
-        else:
-            await stop.wait()
+        await (stop or asyncio.Event()).wait()
     finally:
         for server in servers:
             server.close()
@@ -338,8 +349,51 @@ async def serve_mail(
         if started_threads:
             await loop.run_in_executor(None, _close_thread_connections, executor, started_threads)
         executor.shutdown(wait=True)
-        if pool is not None:
-            await loop.run_in_executor(None, pool.shutdown)
+
+
+async def _serve_with_workers(
+    addresses: list[tuple[str, tuple[str, int]]],
+    threads: int,
+    started: Callable[[list[Listener]], None] | None,
+    stop: asyncio.Event | None,
+    reuse_port: bool,
+    workers: int,
+) -> None:
+    """Accept here, hand every connection to a worker process (ConnectionWorkers)."""
+    loop = asyncio.get_running_loop()
+    pool = ConnectionWorkers(workers, threads, loop)
+    pool.start()
+    sockets: list[socket.socket] = []
+    listeners: list[Listener] = []
+    try:
+        for protocol, (host, port) in addresses:
+            family = socket.AF_INET6 if ":" in host else socket.AF_INET
+            sock = socket.create_server((host, port), family=family, backlog=128, reuse_port=reuse_port)
+            sock.setblocking(False)
+            sockets.append(sock)
+            bound = sock.getsockname()
+            listeners.append(Listener(protocol, bound[0], bound[1]))
+
+            def accept(sock: socket.socket = sock, protocol: str = protocol) -> None:
+                while True:
+                    try:
+                        connection, _peer = sock.accept()
+                    except (BlockingIOError, InterruptedError):
+                        return
+                    except OSError:
+                        logger.warning("accepting a %s connection failed", protocol, exc_info=True)
+                        return
+                    pool.hand_over(connection, protocol)
+
+            loop.add_reader(sock, accept)
+        if started is not None:
+            started(listeners)
+        await (stop or asyncio.Event()).wait()
+    finally:
+        for sock in sockets:
+            loop.remove_reader(sock)
+            sock.close()
+        await pool.stop()
 
 
 def _close_thread_connections(executor: ThreadPoolExecutor, threads: int) -> None:

@@ -1,12 +1,18 @@
-"""Delivery in worker processes: one listener uses every core.
+"""Delivery in worker processes: one serve_mail uses every core.
 
 Delivering is CPU-bound Python (parsing, Sieve, the search index), so the threads of one
-process share one core. ``DeliveryWorkers`` runs deliveries in ``processes`` spawned
-processes, each with Django set up and its own database connection; the listener's event
-loop only speaks the protocol. A worker that dies (killed, out of memory) answers the
-deliveries it held with 451, so senders retry, and the pool is started again; the
-retransmission dedup of ``deliver_message`` keeps a delivery that committed just before the
-crash from being stored twice.
+process share one core. With ``ConnectionWorkers`` the serve_mail process only accepts
+connections and hands each one (its file descriptor, over a Unix socket) to one of
+``processes`` spawned worker processes, in turn. A worker speaks LMTP/SMTP on the
+connections it was given and delivers in its own threads, with Django set up and its own
+database connections: a message crosses no process boundary (handing every message to a
+pool of processes cost the listener more CPU than reading it).
+
+A worker that dies (killed, out of memory) takes its connections with it: their senders see
+the connection drop before any 250 for what was not stored, and retry (the retransmission
+dedup of ``deliver_message`` keeps a delivery that committed just before the crash from
+being stored twice). It is replaced at once, and new connections go to the live workers.
+Workers die with serve_mail (a parent-death signal on Linux).
 """
 
 from __future__ import annotations
@@ -16,109 +22,208 @@ import logging
 import multiprocessing
 import os
 import signal
-import threading
+import socket
+import weakref
 from collections.abc import Callable
-from concurrent.futures import Executor, ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
+from concurrent.futures import Executor, ThreadPoolExecutor
+from dataclasses import dataclass
+from multiprocessing.process import BaseProcess
 from typing import Any, TypeVar
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
+# What a handed-over connection speaks: one octet sent with its descriptor.
+PROTOCOL_CODES = {"LMTP": b"L", "SMTP": b"S"}
+
 
 def _worker_start() -> None:
-    """In each spawned worker: die with the listener (Linux), then set up Django."""
+    """In each spawned worker: die with serve_mail (Linux), then set up Django."""
     try:
         import ctypes
 
         libc = ctypes.CDLL(None, use_errno=True)
         PR_SET_PDEATHSIG = 1
         libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-    except Exception:  # not Linux: the pool's own pipe closing ends the worker instead
+    except Exception:  # not Linux: the control socket closing ends the worker instead
         logger.debug("no parent-death signal for this worker", exc_info=True)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the listener decides when to stop
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # serve_mail decides when to stop
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "groupware.settings")
     import django
 
     django.setup()
 
 
-def _ready() -> bool:
-    return True
+def _serve_connections(control: socket.socket, threads: int) -> None:
+    """A worker process's life: serve the connections that arrive on ``control`` until it
+    closes (serve_mail stopping), then finish the deliveries under way."""
+    _worker_start()
+    asyncio.run(_worker_loop(control, threads))
 
 
-def _close_connections() -> bool:
+async def _worker_loop(control: socket.socket, threads: int) -> None:
     from django.db import connections
 
+    from groupware.mail.delivery.server import protocol_factory, quiet_protocol_log
+
+    quiet_protocol_log()
+    loop = asyncio.get_running_loop()
+    executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="delivery")
+    live: weakref.WeakSet[Any] = weakref.WeakSet()
+    factories = {}
+    for protocol, code in PROTOCOL_CODES.items():
+        make = protocol_factory(protocol, executor, loop)
+
+        def factory(make: Callable[[], Any] = make) -> Any:
+            server = make()
+            live.add(server)
+            return server
+
+        factories[code[0]] = factory
+    closed = asyncio.Event()
+    adopting: set[asyncio.Task[None]] = set()
+    control.setblocking(False)
+
+    def receive() -> None:
+        while True:
+            try:
+                data, fds, _flags, _address = socket.recv_fds(control, 1, 1)
+            except BlockingIOError:
+                return
+            except OSError:
+                data, fds = b"", []
+            if not data:
+                for fd in fds:
+                    os.close(fd)
+                loop.remove_reader(control)
+                closed.set()
+                return
+            for fd in fds:
+                connection = socket.socket(fileno=fd)
+                factory = factories.get(data[0])
+                if factory is None:
+                    connection.close()
+                    continue
+                task = loop.create_task(_adopt(loop, factory, connection))
+                adopting.add(task)
+                task.add_done_callback(adopting.discard)
+
+    loop.add_reader(control, receive)
+    await closed.wait()
+    # Stopping: the sessions end (their senders retry what was not answered 250); a
+    # delivery under way still runs to its end in its thread before the process exits.
+    for server in list(live):
+        transport = getattr(server, "transport", None)
+        if transport is not None:
+            transport.close()
+    await asyncio.sleep(0)
+    await loop.run_in_executor(None, executor.shutdown, True)
     connections.close_all()
-    return True
+    control.close()
 
 
-class DeliveryWorkers:
-    """A process pool for delivery calls that replaces itself when a worker dies."""
+async def _adopt(loop: asyncio.AbstractEventLoop, factory: Callable[[], Any], connection: socket.socket) -> None:
+    try:
+        await loop.connect_accepted_socket(factory, connection)
+    except OSError:
+        connection.close()  # the peer left before the worker took it up
 
-    def __init__(self, processes: int) -> None:
+
+@dataclass
+class _Worker:
+    process: BaseProcess
+    control: socket.socket
+
+
+class ConnectionWorkers:
+    """``processes`` worker processes serving the connections handed to them, replaced when
+    one dies; connections go to them in turn."""
+
+    def __init__(self, processes: int, threads: int, loop: asyncio.AbstractEventLoop) -> None:
         self.processes = processes
-        self._lock = threading.Lock()
-        self._pool: ProcessPoolExecutor | None = None
+        self.threads = threads
+        self.loop = loop
+        self._workers: list[_Worker | None] = [None] * processes
+        self._next = 0
+        self._stopping = False
+        self._context = multiprocessing.get_context("spawn")
 
     def start(self) -> None:
-        self._executor()
+        for index in range(self.processes):
+            self._spawn(index)
 
-    def _executor(self) -> ProcessPoolExecutor:
-        with self._lock:
-            if self._pool is None:
-                self._pool = ProcessPoolExecutor(
-                    max_workers=self.processes,
-                    mp_context=multiprocessing.get_context("spawn"),
-                    initializer=_worker_start,
-                )
-                # Start every worker now (the pool starts one per submission that finds
-                # none idle), so no delivery waits for a worker to set Django up.
-                for _ in range(self.processes):
-                    self._pool.submit(_ready)
-            return self._pool
+    def _spawn(self, index: int) -> None:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        process = self._context.Process(
+            target=_serve_connections, args=(theirs, self.threads), name=f"delivery-{index}"
+        )
+        process.start()
+        theirs.close()
+        ours.setblocking(False)
+        self._workers[index] = _Worker(process, ours)
+        self.loop.add_reader(process.sentinel, self._died, index, process)
 
-    def _discard(self, pool: ProcessPoolExecutor) -> None:
-        with self._lock:
-            if self._pool is pool:
-                self._pool = None
-        pool.shutdown(wait=False, cancel_futures=True)
-
-    async def run(self, function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """``function(*args, **kwargs)`` in a worker; raises ``BrokenProcessPool`` if the
-        worker died (the caller answers 4xx) after arranging a fresh pool."""
-        pool = self._executor()
-        try:
-            future = pool.submit(function, *args, **kwargs)
-        except (BrokenProcessPool, RuntimeError):
-            self._discard(pool)
-            pool = self._executor()
-            future = pool.submit(function, *args, **kwargs)
-        try:
-            return await asyncio.wrap_future(future)
-        except BrokenProcessPool:
-            logger.warning("a delivery worker died; starting the pool again")
-            self._discard(pool)
-            raise
-
-    def shutdown(self) -> None:
-        with self._lock:
-            pool, self._pool = self._pool, None
-        if pool is None:
+    def _died(self, index: int, process: BaseProcess) -> None:
+        self.loop.remove_reader(process.sentinel)
+        process.join(0)
+        worker = self._workers[index]
+        if worker is None or worker.process is not process:
             return
+        worker.control.close()
+        self._workers[index] = None
+        if not self._stopping:
+            logger.warning("delivery worker %s ended (exit code %s); starting another", index, process.exitcode)
+            self._spawn(index)
+
+    def hand_over(self, connection: socket.socket, protocol: str) -> bool:
+        """Give an accepted connection to the next live worker (closed here either way);
+        False if no worker took it (the sender sees it close and retries)."""
+        code = PROTOCOL_CODES[protocol]
         try:
-            # One close per worker is not guaranteed to reach each one, but exit closes too.
-            for future in [pool.submit(_close_connections) for _ in range(self.processes)]:
-                future.result(timeout=10)
-        except Exception:
-            logger.debug("closing the workers' connections failed", exc_info=True)
-        pool.shutdown(wait=True, cancel_futures=True)
+            for _ in range(self.processes):
+                index = self._next
+                self._next = (self._next + 1) % self.processes
+                worker = self._workers[index]
+                if worker is None:
+                    continue
+                try:
+                    socket.send_fds(worker.control, [code], [connection.fileno()])
+                    return True
+                except OSError:  # dead (its replacement comes with its sentinel) or stuck
+                    continue
+            logger.warning("no delivery worker took a %s connection", protocol)
+            return False
+        finally:
+            connection.close()
+
+    def pids(self) -> list[int]:
+        return [worker.process.pid for worker in self._workers if worker is not None and worker.process.pid]
+
+    async def stop(self, timeout: float = 60) -> None:
+        """Close the control sockets (each worker finishes what it is delivering and
+        exits); a worker still running after ``timeout`` seconds is killed."""
+        self._stopping = True
+        workers = [worker for worker in self._workers if worker is not None]
+        for worker in workers:
+            self.loop.remove_reader(worker.process.sentinel)
+            worker.control.close()
+        self._workers = [None] * self.processes
+
+        def join() -> None:
+            for worker in workers:
+                worker.process.join(timeout)
+                if worker.process.is_alive():
+                    logger.warning("delivery worker %s did not stop; killing it", worker.process.pid)
+                    worker.process.kill()
+                    worker.process.join(5)
+
+        await self.loop.run_in_executor(None, join)
 
 
 class ThreadWorkers:
-    """The same interface over a thread pool of this process (the embedded default)."""
+    """Where a connection's messages are delivered: a thread pool of this process."""
 
     def __init__(self, executor: Executor) -> None:
         self.executor = executor

@@ -18,12 +18,17 @@ class Command(BaseCommand):
     def add_arguments(self, parser: Any) -> None:
         parser.add_argument("--lmtp", default=None, help='"host:port" (port 0: any free port), or "off"')
         parser.add_argument("--smtp", default=None, help='"host:port" (port 0: any free port), or "off"')
-        parser.add_argument("--threads", type=int, default=None, help="delivery threads (MAIL_DELIVERY_THREADS)")
+        parser.add_argument(
+            "--threads",
+            type=int,
+            default=None,
+            help="delivery threads of each process that delivers (MAIL_DELIVERY_THREADS)",
+        )
         parser.add_argument(
             "--workers",
             type=int,
             default=None,
-            help="deliver in this many worker processes, 0: in threads of this process (MAIL_DELIVERY_WORKERS)",
+            help="worker processes that serve the connections (MAIL_DELIVERY_WORKERS); 0: this process does",
         )
         parser.add_argument(
             "--reuse-port", action="store_true", help="SO_REUSEPORT: several serve_mail processes share the ports"
