@@ -116,25 +116,86 @@ def insert(model: type[M], objects: Sequence[M], *, chunk: int = 500) -> list[M]
     if not objects:
         return list(objects)
     meta = model._meta
-    fields = [field for field in meta.concrete_fields if not field.primary_key]
-    quote = connection.ops.quote_name
-    head = f"INSERT INTO {quote(meta.db_table)} ({', '.join(quote(field.column) for field in fields)}) "
-    returning = f" RETURNING {quote(meta.pk.column)}"
+    returning = f" RETURNING {connection.ops.quote_name(meta.pk.column)}"
     for start in range(0, len(objects), chunk):
         batch = objects[start : start + chunk]
-        values = [[field.get_db_prep_save(field.pre_save(obj, True), connection) for field in fields] for obj in batch]
-        source, params = insert_rows(_db_types(connection.vendor, model), values)
-        keys = rows(head + source + returning, params)
+        keys = rows(*_with_suffix(insert_statement(model, batch), returning))
         for obj, (key,) in zip(batch, keys, strict=True):
             setattr(obj, meta.pk.attname, key)
-            obj._state.adding = False
-            obj._state.db = connection.alias
+            _saved(obj)
     return list(objects)
 
 
+def insert_statement(model: type[M], objects: Sequence[M], *, with_pks: bool = False) -> tuple[str, list[Any]]:
+    """The INSERT of the objects (and its parameters), values prepared by each field as the
+    ORM prepares them; ``with_pks``: their primary keys too (set already, e.g. from
+    ``next_ids``), and they are marked saved. For a ``Batch`` or ``insert``."""
+    meta = model._meta
+    fields = [field for field in meta.concrete_fields if with_pks or not field.primary_key]
+    quote = connection.ops.quote_name
+    head = f"INSERT INTO {quote(meta.db_table)} ({', '.join(quote(field.column) for field in fields)}) "
+    values = [[field.get_db_prep_save(field.pre_save(obj, True), connection) for field in fields] for obj in objects]
+    source, params = insert_rows(_db_types(connection.vendor, model, with_pks), values)
+    if with_pks:
+        for obj in objects:
+            _saved(obj)
+    return head + source, params
+
+
+def _saved(obj: Model) -> None:
+    obj._state.adding = False
+    obj._state.db = connection.alias
+
+
+def _with_suffix(statement: tuple[str, list[Any]], suffix: str) -> tuple[str, list[Any]]:
+    return statement[0] + suffix, statement[1]
+
+
 @cache
-def _db_types(vendor: str, model: type[Model]) -> tuple[str, ...]:
-    return tuple(field.db_type(connection) for field in model._meta.concrete_fields if not field.primary_key)
+def _db_types(vendor: str, model: type[Model], with_pks: bool = False) -> tuple[str, ...]:
+    return tuple(
+        field.db_type(connection) for field in model._meta.concrete_fields if with_pks or not field.primary_key
+    )
+
+
+def next_ids(*wanted: tuple[type[Model], int]) -> list[list[int]]:
+    """PostgreSQL: ``count`` new primary keys of each model, from the sequence behind its
+    key (an identity column's or a serial's), in one statement: the rows can then be
+    written in a ``Batch``, which returns nothing."""
+    each = "array(SELECT nextval(pg_get_serial_sequence(%s, %s)::regclass) FROM generate_series(1, %s))"
+    params: list[Any] = []
+    for model, count in wanted:
+        params += [model._meta.db_table, model._meta.pk.column, count]
+    found = row("SELECT " + ", ".join([each] * len(wanted)), params)
+    return [list(values) for values in found] if found is not None else [[] for _ in wanted]
+
+
+class Batch:
+    """Writes whose results nobody reads, sent together when ``run``: on PostgreSQL one
+    statement (each write a data-modifying WITH of it: one round trip, one parse, where
+    each statement costs a round trip and Python and PostgreSQL time of its own);
+    elsewhere one after another. The writes of one batch see the database as it was before
+    the batch (none sees another's rows), must not change the same row twice, and must not
+    hold a WITH of their own; constraints are checked at the end of the statement (foreign
+    keys at commit), so a row may refer to one inserted by another write of the batch."""
+
+    def __init__(self) -> None:
+        self._writes: list[tuple[str, list[Any]]] = []
+
+    def add(self, statement: str, params: Sequence[Any] = ()) -> None:
+        self._writes.append((statement, list(params)))
+
+    def __len__(self) -> int:
+        return len(self._writes)
+
+    def run(self) -> None:
+        writes, self._writes = self._writes, []
+        if connection.vendor == "postgresql" and len(writes) > 1:
+            joined = ", ".join(f"w{index} AS ({statement})" for index, (statement, _) in enumerate(writes))
+            execute(f"WITH {joined} SELECT 1", [param for _, params in writes for param in params])
+            return
+        for statement, params in writes:
+            execute(statement, params)
 
 
 def insert_rows(types: Sequence[str], values: Sequence[Sequence[Any]]) -> tuple[str, list[Any]]:

@@ -445,6 +445,21 @@ def _tsvector_literal(tokens: list[str]) -> str:
     return " ".join([f"'{token}':{str(numbers)[1:-1].replace(' ', '')}" for token, numbers in quoted.items()])
 
 
+def _postgresql_write(chunk: Sequence[tuple[int, SearchDocument]], columns: list[str]) -> tuple[str, list[Any]]:
+    """The upsert of index rows on PostgreSQL: the rows as sql.insert_rows gives them (one
+    array per column for many), each field's literal cast to a tsvector."""
+    rows = [(pk, *document.values) for pk, document in chunk]
+    source, params = sql.insert_rows(["bigint"] + ["text"] * len(columns), rows)
+    names = ", ".join(f"c{index}" for index in range(len(columns)))
+    vectors = ", ".join(f"c{index}::tsvector" for index in range(len(columns)))
+    statement = (
+        f"INSERT INTO {TABLE} (email_id, {', '.join(columns)})"  # noqa: S608
+        f" SELECT e, {vectors} FROM ({source}) AS t(e, {names})"
+        " ON CONFLICT (email_id) DO UPDATE SET " + ", ".join(f"{column} = EXCLUDED.{column}" for column in columns)
+    )
+    return statement, params
+
+
 @contextmanager
 def _writing() -> Iterator[None]:
     """A savepoint around each write to the FTS5 table on SQLite.
@@ -489,26 +504,20 @@ def search_document(*, email: Any, fields: Mapping[str, str]) -> SearchDocument:
     return SearchDocument(tuple(" ".join(streams[name]) for name in COLUMNS))
 
 
-def search_index_write(documents: Sequence[tuple[int, SearchDocument]]) -> None:
-    """Index emails (pk, document), replacing what was indexed for them."""
+def search_index_write(documents: Sequence[tuple[int, SearchDocument]], batch: sql.Batch | None = None) -> None:
+    """Index emails (pk, document), replacing what was indexed for them. ``batch``: on
+    PostgreSQL the write joins it (run by the caller; SQLite's FTS5 writes go now)."""
     columns = list(COLUMNS.values())
+    if batch is not None and connection.vendor == "postgresql":
+        for start in range(0, len(documents), _WRITE_CHUNK):
+            batch.add(*_postgresql_write(documents[start : start + _WRITE_CHUNK], columns))
+        return
     with _writing(), connection.cursor() as cursor:
         for start in range(0, len(documents), _WRITE_CHUNK):
             chunk = documents[start : start + _WRITE_CHUNK]
             rows = [(pk, *document.values) for pk, document in chunk]
             if connection.vendor == "postgresql":
-                # The rows as sql.insert_rows gives them (one array per column for many),
-                # each field's literal cast to a tsvector.
-                source, params = sql.insert_rows(["bigint"] + ["text"] * len(columns), rows)
-                names = ", ".join(f"c{index}" for index in range(len(columns)))
-                vectors = ", ".join(f"c{index}::tsvector" for index in range(len(columns)))
-                cursor.execute(
-                    f"INSERT INTO {TABLE} (email_id, {', '.join(columns)})"  # noqa: S608
-                    f" SELECT e, {vectors} FROM ({source}) AS t(e, {names})"
-                    " ON CONFLICT (email_id) DO UPDATE SET "
-                    + ", ".join(f"{column} = EXCLUDED.{column}" for column in columns),
-                    params,
-                )
+                cursor.execute(*_postgresql_write(chunk, columns))
             elif connection.vendor == "sqlite":
                 keys = [pk for pk, _ in chunk]
                 cursor.execute(f"DELETE FROM {TABLE} WHERE rowid IN ({', '.join(['%s'] * len(keys))})", keys)  # noqa: S608

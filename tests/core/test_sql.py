@@ -137,3 +137,58 @@ def test_search_rows_of_any_number_are_one_statement_text(user):
             [[email.pk for email in emails], document.values[0]],
         )
         assert cursor.fetchone()[0] == 5
+
+
+def test_a_batch_writes_rows_that_refer_to_each_other_in_one_statement(user):
+    """Keys from the sequences, then a Thread, its Emails (given those keys) and their
+    search rows in one batch: one statement on PostgreSQL, stored as the ORM would store
+    them; the ORM's next insert takes a key after them."""
+    from django.db import transaction
+
+    from groupware.mail.models import EmailMailbox, Mailbox
+
+    account = primary_account(user)
+    inbox = Mailbox.objects.get(account=account, role="inbox")
+    thread = Thread(account=account)
+    emails = _emails(account, thread, 3)
+    batch = sql.Batch()
+    with Statements() as run:
+        if connection.vendor == "postgresql":
+            (thread.pk,), email_pks = sql.next_ids((Thread, 1), (Email, 3))
+            assert email_pks == sorted(email_pks) and len(set(email_pks)) == 3
+            batch.add(*sql.insert_statement(Thread, [thread], with_pks=True))
+            for email, pk in zip(emails, email_pks, strict=True):
+                email.pk, email.thread_id = pk, thread.pk
+            batch.add(*sql.insert_statement(Email, emails, with_pks=True))
+        else:
+            sql.insert(Thread, [thread])
+            for email in emails:
+                email.thread_id = thread.pk
+            sql.insert(Email, emails)
+        memberships = [
+            EmailMailbox(account=account, mailbox=inbox, email=email, thread_id=thread.pk, received_at=WHEN)
+            for email in emails
+        ]
+        batch.add(*sql.insert_statement(EmailMailbox, memberships))
+        assert len(batch) == (3 if connection.vendor == "postgresql" else 1)
+        search_index_write([(email.pk, SearchDocument(("",) * 8)) for email in emails], batch=batch)
+        batch.run()
+    if connection.vendor == "postgresql":
+        assert run[-1].startswith("WITH w0 AS (INSERT INTO") and len(run) == 2  # the keys, the batch
+    assert len(batch) == 0
+    for email in emails:
+        assert not email._state.adding
+        assert _stored(email) == (
+            email.size, email.sent_at, email.subject, email.message_id, email.keywords, email.is_unread, email.parsed
+        )  # fmt: skip
+    assert set(EmailMailbox.objects.filter(mailbox=inbox).values_list("email_id", flat=True)) >= {e.pk for e in emails}
+    later = Thread.objects.create(account=account)
+    assert later.pk > thread.pk
+    # A failing write fails the whole batch: nothing of it stays.
+    broken = sql.Batch()
+    broken.add(*sql.insert_statement(Thread, [Thread(account=account)]))
+    broken.add("UPDATE mail_thread SET account_id = NULL WHERE id = %s", [later.pk])
+    before = Thread.objects.count()
+    with pytest.raises(Exception), transaction.atomic():
+        broken.run()
+    assert Thread.objects.count() == before

@@ -493,12 +493,19 @@ def test_a_filtered_delivery_runs_a_fixed_set_of_statements(account):
     assert sum("FROM mail_emailmailbox em JOIN" in sql for sql in statements) == 1, statements
     assert sum("accounts_quota" in sql for sql in statements) == 1, statements  # with the account lock
     # PostgreSQL: the plan's read, then (between the test's SAVEPOINT and RELEASE) the lock,
-    # the mailboxes' roles, the blob rows, the thread lookup, the snapshot, three inserts,
-    # one count update, the search row, the dedup record, and the change records with the
-    # account row in one. SQLite: the blob rows are three statements, the search row a
-    # savepoint, a delete and an insert, and the change records and the account row two.
-    expected = {"postgresql": 15, "sqlite": 20}[connection.vendor]
+    # the mailboxes' roles, the blob rows, the thread lookup, the snapshot, the new Email's
+    # key, one statement writing the Email, its membership, its index row, the count update
+    # and the search row, the dedup record, and the change records with the account row in
+    # one. SQLite: the Email, the membership, the index row and the count update each a
+    # statement, the blob rows three, the search row a savepoint, a delete and an insert,
+    # and the change records and the account row two.
+    expected = {"postgresql": 12, "sqlite": 20}[connection.vendor]
     assert len(statements) == expected, statements
+    if connection.vendor == "postgresql":
+        [written] = [sql for sql in statements if sql.startswith("WITH w0 AS (INSERT INTO")]
+        for table in ("mail_email", "mail_emailmailbox", "mail_messageidindex", "mail_email_search"):
+            assert f'INTO "{table}"' in written or f"INTO {table} " in written, table
+        assert "UPDATE mail_mailbox SET total_emails" in written
     [email] = emails_in(account, "Filed")[1:]
     assert email.subject == "Re: Hello"
     assert counts_are_exact(account)

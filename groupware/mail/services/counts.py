@@ -213,6 +213,7 @@ def mailbox_counts_apply(
     before: Snapshot,
     after: Snapshot,
     email_deltas: dict[int, tuple[int, int]] | None = None,
+    batch: sql.Batch | None = None,
 ) -> list[int]:
     """Move the stored counts by the difference between two snapshots of the same threads.
 
@@ -222,6 +223,9 @@ def mailbox_counts_apply(
     from the snapshots, which then must cover the same threads. Each changed
     mailbox is recorded as a Mailbox change that leaves ``props_modseq`` alone (counts
     only, RFC 8621 §2.2). Returns the pks of the mailboxes whose counts moved.
+
+    ``batch``: the updates join it (run by the caller); the mailboxes are then taken to
+    exist, as the caller read them under the account lock.
     """
     if email_deltas is None:
         email_deltas = _email_deltas(before, after)
@@ -240,16 +244,21 @@ def mailbox_counts_apply(
     moved = []
     with account_changes_joined(account.pk) as changes:
         for mailbox in sorted(changed):
-            total, unread, threads, unread_threads = changed[mailbox]
-            if sql.execute(
-                "UPDATE mail_mailbox SET total_emails = total_emails + %s, unread_emails = unread_emails + %s,"
-                " total_threads = total_threads + %s, unread_threads = unread_threads + %s"
-                " WHERE id = %s AND account_id = %s",
-                [total, unread, threads, unread_threads, mailbox, account.pk],
-            ):
-                changes.record(MAILBOX_TYPE, mailbox_id(mailbox), Change.UPDATED)
-                moved.append(mailbox)
+            params = [*changed[mailbox], mailbox, account.pk]
+            if batch is not None:
+                batch.add(_MOVE_COUNTS, params)
+            elif not sql.execute(_MOVE_COUNTS, params):
+                continue  # gone
+            changes.record(MAILBOX_TYPE, mailbox_id(mailbox), Change.UPDATED)
+            moved.append(mailbox)
     return moved
+
+
+_MOVE_COUNTS = (
+    "UPDATE mail_mailbox SET total_emails = total_emails + %s, unread_emails = unread_emails + %s,"
+    " total_threads = total_threads + %s, unread_threads = unread_threads + %s"
+    " WHERE id = %s AND account_id = %s"
+)
 
 
 def mailbox_counts_compute(account_id: int) -> dict[int, MailboxCounts]:

@@ -16,6 +16,8 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
+from django.db import connection
+
 from accounts.models import Account
 from groupware.core import sql
 from groupware.core.changes import Change, ChangeSet
@@ -35,6 +37,9 @@ from groupware.mail.services.counts import (
     thread_id,
     thread_snapshot,
 )
+
+# Rows per INSERT of memberships and index entries (as sql.insert chunks them).
+_CHUNK = 500
 
 
 @dataclass(frozen=True)
@@ -137,32 +142,49 @@ def _write(
     if before is None:
         before = thread_snapshot(account.pk, old_threads)
     new_keys = sorted({key for key in plan if key < 0}, reverse=True)  # -1, -2, ... in order
-    created = sql.insert(Thread, [Thread(account=account) for _ in new_keys])
-    thread_of = {key: thread.pk for key, thread in zip(new_keys, created, strict=True)}
+    new_threads = [Thread(account=account) for _ in new_keys]
+    emails = [
+        Email(
+            account=account,
+            blob_id=item.sha256,
+            size=item.size,
+            received_at=item.received_at,
+            keywords=item.keywords,
+            is_unread=is_unread(item.keywords),
+            **item.columns,
+        )
+        for item in items
+    ]
+    # The rows go in one statement on PostgreSQL (sql.Batch), their keys taken from the
+    # sequences first; elsewhere the Threads and Emails are inserted for their keys.
+    batch = sql.Batch()
+    pooled = connection.vendor == "postgresql"
+    if pooled:
+        thread_pks, email_pks = sql.next_ids((Thread, len(new_threads)), (Email, len(emails)))
+        for thread, pk in zip(new_threads, thread_pks, strict=True):
+            thread.pk = pk
+        if new_threads:
+            batch.add(*sql.insert_statement(Thread, new_threads, with_pks=True))
+    else:
+        email_pks = []
+        sql.insert(Thread, new_threads)
+    thread_of = {key: thread.pk for key, thread in zip(new_keys, new_threads, strict=True)}
     for key in old_threads:
         thread_of[key] = key
-    for thread in created:
+    for thread in new_threads:
         changes.record(THREAD_TYPE, thread_id(thread.pk), Change.CREATED)
     for pk in old_threads:
         changes.record(THREAD_TYPE, thread_id(pk), Change.UPDATED)
-    before = replace(before, thread_ids=before.thread_ids | {thread.pk for thread in created})
+    before = replace(before, thread_ids=before.thread_ids | {thread.pk for thread in new_threads})
 
-    emails = sql.insert(
-        Email,
-        [
-            Email(
-                account=account,
-                thread_id=thread_of[key],
-                blob_id=item.sha256,
-                size=item.size,
-                received_at=item.received_at,
-                keywords=item.keywords,
-                is_unread=is_unread(item.keywords),
-                **item.columns,
-            )
-            for item, key in zip(items, plan, strict=True)
-        ],
-    )
+    for email, key in zip(emails, plan, strict=True):
+        email.thread_id = thread_of[key]
+    if pooled:
+        for email, pk in zip(emails, email_pks, strict=True):
+            email.pk = pk
+        batch.add(*sql.insert_statement(Email, emails, with_pks=True))
+    else:
+        sql.insert(Email, emails)
     memberships: list[EmailMailbox] = []
     index_rows: list[MessageIdIndex] = []
     indexed = set(existing_index)
@@ -184,9 +206,11 @@ def _write(
                     )
                 )
         changes.record(EMAIL_TYPE, email_id(email.pk), Change.CREATED)
-    sql.insert(EmailMailbox, memberships)
-    sql.insert(MessageIdIndex, index_rows)
+    for model, rows in ((EmailMailbox, memberships), (MessageIdIndex, index_rows)):
+        for start in range(0, len(rows), _CHUNK):
+            batch.add(*sql.insert_statement(model, rows[start : start + _CHUNK]))
     if merging:
+        batch.run()  # the snapshot after a merge is read from the rows
         after = thread_snapshot(account.pk, before.thread_ids)
     else:
         unread_of = {email.pk: email.is_unread for email in emails}
@@ -197,8 +221,10 @@ def _write(
                 for row in memberships
             ),
         )
-    mailbox_counts_apply(account=account, before=before, after=after)
-    search_index_write([(email.pk, item.search) for item, email in zip(items, emails, strict=True)])
+    # The target mailboxes were read under the account lock: the counts join the batch.
+    mailbox_counts_apply(account=account, before=before, after=after, batch=batch)
+    search_index_write([(email.pk, item.search) for item, email in zip(items, emails, strict=True)], batch=batch)
+    batch.run()
     return emails
 
 
