@@ -347,7 +347,7 @@ async def serve_mail(
         # Only threads that ran hold a connection (the pool starts them on demand).
         started_threads = len(getattr(executor, "_threads", ())) or 0
         if started_threads:
-            await loop.run_in_executor(None, _close_thread_connections, executor, started_threads)
+            await loop.run_in_executor(None, close_thread_connections, executor, started_threads)
         executor.shutdown(wait=True)
 
 
@@ -396,7 +396,7 @@ async def _serve_with_workers(
         await pool.stop()
 
 
-def _close_thread_connections(executor: ThreadPoolExecutor, threads: int) -> None:
+def close_thread_connections(executor: ThreadPoolExecutor, threads: int) -> None:
     """Close the database connection each delivery thread holds (one task per thread: the
     barrier keeps every task on its own thread)."""
     barrier = threading.Barrier(threads, timeout=10)

@@ -66,7 +66,7 @@ def _serve_connections(control: socket.socket, threads: int) -> None:
 async def _worker_loop(control: socket.socket, threads: int) -> None:
     from django.db import connections
 
-    from groupware.mail.delivery.server import protocol_factory, quiet_protocol_log
+    from groupware.mail.delivery.server import close_thread_connections, protocol_factory, quiet_protocol_log
 
     quiet_protocol_log()
     loop = asyncio.get_running_loop()
@@ -119,6 +119,9 @@ async def _worker_loop(control: socket.socket, threads: int) -> None:
         if transport is not None:
             transport.close()
     await asyncio.sleep(0)
+    started = len(getattr(executor, "_threads", ())) or 0  # each thread that ran holds a connection
+    if started:
+        await loop.run_in_executor(None, close_thread_connections, executor, started)
     await loop.run_in_executor(None, executor.shutdown, True)
     connections.close_all()
     control.close()
