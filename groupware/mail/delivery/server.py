@@ -18,6 +18,7 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from aiosmtpd.lmtp import LMTP
@@ -33,7 +34,7 @@ from groupware.mail.delivery.services import (
     temporary_failure,
     unknown_recipient,
 )
-from groupware.mail.delivery.workers import ConnectionWorkers, ThreadWorkers
+from groupware.mail.delivery.workers import ConnectionWorkers
 from groupware.mail.services.emails import max_message_size
 
 logger = logging.getLogger(__name__)
@@ -83,9 +84,8 @@ class DeliveryHandler:
     """aiosmtpd handler hooks shared by the LMTP and SMTP servers."""
 
     def __init__(self, executor: ThreadPoolExecutor, protocol: str) -> None:
-        self.executor = executor
+        self.executor = executor  # where RCPT checks and deliveries run: this process's threads
         self.protocol = protocol
-        self.workers = ThreadWorkers(executor)  # where DATA is delivered: this process's threads
 
     async def handle_RCPT(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, rcpt_options: list[str]
@@ -104,7 +104,7 @@ class DeliveryHandler:
         raw = envelope.original_content or b""
         peer = session.peer[0] if isinstance(session.peer, tuple) else str(session.peer or "")
         try:
-            results = await self.workers.run(
+            delivery = partial(
                 deliver_message,
                 raw=bytes(raw),
                 mail_from=null_sender(envelope.mail_from),
@@ -114,6 +114,7 @@ class DeliveryHandler:
                 protocol=self.protocol,
                 cached_recipients=True,
             )
+            results = await asyncio.get_running_loop().run_in_executor(self.executor, delivery)
         except Exception:
             logger.exception("delivery failed")
             results = [temporary_failure(rcpt, LOCAL_ERROR) for rcpt in envelope.rcpt_tos]
@@ -212,7 +213,7 @@ class _Limits:
             if refusal is None:
                 data += kept
                 if size_limit and len(data) > size_limit:
-                    refusal = self._data_refusal(bytes(data), size_limit)
+                    refusal = self._data_refusal(data, size_limit)
                     data = bytearray()  # past the limit the data is read to its end and dropped
             if end >= 0:
                 break
@@ -225,7 +226,7 @@ class _Limits:
             content = content[1:]
         return content.replace(b"\r\n.", b"\r\n"), None
 
-    def _data_refusal(self, received: bytes, size_limit: int) -> str:
+    def _data_refusal(self, received: bytearray, size_limit: int) -> str:
         """The refusal of data past ``data_size_limit``: 500 if a line before the limit was
         already too long (that came first), else 552."""
         head = received[: size_limit + 1]

@@ -25,14 +25,12 @@ import signal
 import socket
 import weakref
 from collections.abc import Callable
-from concurrent.futures import Executor, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from multiprocessing.process import BaseProcess
-from typing import Any, TypeVar
+from typing import Any
 
 logger = logging.getLogger(__name__)
-
-T = TypeVar("T")
 
 # What a handed-over connection speaks: one octet sent with its descriptor.
 PROTOCOL_CODES = {"LMTP": b"L", "SMTP": b"S"}
@@ -223,14 +221,3 @@ class ConnectionWorkers:
                     worker.process.join(5)
 
         await self.loop.run_in_executor(None, join)
-
-
-class ThreadWorkers:
-    """Where a connection's messages are delivered: a thread pool of this process."""
-
-    def __init__(self, executor: Executor) -> None:
-        self.executor = executor
-
-    async def run(self, function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self.executor, lambda: function(*args, **kwargs))
