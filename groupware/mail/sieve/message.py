@@ -41,12 +41,13 @@ class BodyPart:
         is_container: bool = False,
         *,
         source: Callable[[], str | None] | None = None,
+        plain: str | None = None,
     ) -> None:
         self.content_type = content_type
         self.is_container = is_container
         self._text = text
         self._source = source
-        self._plain: str | None = None  # of text/html: the text without markup, if known
+        self._plain = plain  # of text/html: the text without markup, if known
 
     @property
     def text(self) -> str | None:
@@ -227,10 +228,6 @@ def _structure_leaves(
     text parts decoded already, by partId: (text, text as the index reads it)."""
 
     def text(node: Mapping[str, Any], content_type: str) -> str:
-        if content_type.startswith("text/"):
-            known = texts.get(node.get("partId"))  # type: ignore[arg-type]
-            if known is not None:
-                return known[0]
         data = part_content(raw, node)
         if content_type.startswith("text/"):
             return decode_charset(data, node.get("charset"))[0]
@@ -247,12 +244,13 @@ def _structure_leaves(
         elif content_type in ("message/rfc822", "message/global"):
             return None
         else:
-            leaf = BodyPart(content_type, source=partial(text, node, content_type))
-            if content_type == "text/html":
-                known = texts.get(node.get("partId"))  # type: ignore[arg-type]
-                if known is not None:
-                    leaf._plain = known[1]  # the parse's html_to_text of the same text
-            leaves.append(leaf)
+            known = texts.get(node.get("partId")) if content_type.startswith("text/") else None  # type: ignore[arg-type]
+            if known is not None:  # the parse decoded it (and for text/html, dropped the markup)
+                decoded, readable = known
+                plain = readable if content_type == "text/html" else None
+                leaves.append(BodyPart(content_type, decoded, plain=plain))
+            else:
+                leaves.append(BodyPart(content_type, source=partial(text, node, content_type)))
     return leaves
 
 
