@@ -185,6 +185,11 @@ class Batch:
     def add(self, statement: str, params: Sequence[Any] = ()) -> None:
         self._writes.append((statement, list(params)))
 
+    def insert(self, model: type[M], objects: Sequence[M], *, with_pks: bool = False, chunk: int = 500) -> None:
+        """The INSERTs of the objects (``insert_statement``), ``chunk`` rows each."""
+        for start in range(0, len(objects), chunk):
+            self.add(*insert_statement(model, objects[start : start + chunk], with_pks=with_pks))
+
     def __len__(self) -> int:
         return len(self._writes)
 

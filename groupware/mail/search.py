@@ -508,17 +508,18 @@ def search_index_write(documents: Sequence[tuple[int, SearchDocument]], batch: s
     """Index emails (pk, document), replacing what was indexed for them. ``batch``: on
     PostgreSQL the write joins it (run by the caller; SQLite's FTS5 writes go now)."""
     columns = list(COLUMNS.values())
-    if batch is not None and connection.vendor == "postgresql":
+    if connection.vendor == "postgresql":
+        writes = batch if batch is not None else sql.Batch()
         for start in range(0, len(documents), _WRITE_CHUNK):
-            batch.add(*_postgresql_write(documents[start : start + _WRITE_CHUNK], columns))
+            writes.add(*_postgresql_write(documents[start : start + _WRITE_CHUNK], columns))
+        if batch is None:
+            writes.run()
         return
     with _writing(), connection.cursor() as cursor:
         for start in range(0, len(documents), _WRITE_CHUNK):
             chunk = documents[start : start + _WRITE_CHUNK]
             rows = [(pk, *document.values) for pk, document in chunk]
-            if connection.vendor == "postgresql":
-                cursor.execute(*_postgresql_write(chunk, columns))
-            elif connection.vendor == "sqlite":
+            if connection.vendor == "sqlite":
                 keys = [pk for pk, _ in chunk]
                 cursor.execute(f"DELETE FROM {TABLE} WHERE rowid IN ({', '.join(['%s'] * len(keys))})", keys)  # noqa: S608
                 row = f"({', '.join(['%s'] * (len(columns) + 1))})"

@@ -38,9 +38,6 @@ from groupware.mail.services.counts import (
     thread_snapshot,
 )
 
-# Rows per INSERT of memberships and index entries (as sql.insert chunks them).
-_CHUNK = 500
-
 
 @dataclass(frozen=True)
 class NewEmail:
@@ -161,12 +158,9 @@ def _write(
     pooled = connection.vendor == "postgresql"
     if pooled:
         thread_pks, email_pks = sql.next_ids((Thread, len(new_threads)), (Email, len(emails)))
-        for thread, pk in zip(new_threads, thread_pks, strict=True):
-            thread.pk = pk
-        if new_threads:
-            batch.add(*sql.insert_statement(Thread, new_threads, with_pks=True))
+        for obj, pk in zip([*new_threads, *emails], [*thread_pks, *email_pks], strict=True):
+            obj.pk = pk
     else:
-        email_pks = []
         sql.insert(Thread, new_threads)
     thread_of = {key: thread.pk for key, thread in zip(new_keys, new_threads, strict=True)}
     for key in old_threads:
@@ -180,9 +174,8 @@ def _write(
     for email, key in zip(emails, plan, strict=True):
         email.thread_id = thread_of[key]
     if pooled:
-        for email, pk in zip(emails, email_pks, strict=True):
-            email.pk = pk
-        batch.add(*sql.insert_statement(Email, emails, with_pks=True))
+        batch.insert(Thread, new_threads, with_pks=True)
+        batch.insert(Email, emails, with_pks=True)
     else:
         sql.insert(Email, emails)
     memberships: list[EmailMailbox] = []
@@ -206,9 +199,8 @@ def _write(
                     )
                 )
         changes.record(EMAIL_TYPE, email_id(email.pk), Change.CREATED)
-    for model, rows in ((EmailMailbox, memberships), (MessageIdIndex, index_rows)):
-        for start in range(0, len(rows), _CHUNK):
-            batch.add(*sql.insert_statement(model, rows[start : start + _CHUNK]))
+    batch.insert(EmailMailbox, memberships)
+    batch.insert(MessageIdIndex, index_rows)
     if merging:
         batch.run()  # the snapshot after a merge is read from the rows
         after = thread_snapshot(account.pk, before.thread_ids)
