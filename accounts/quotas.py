@@ -369,7 +369,13 @@ def quota_visibility_tracked(user: User) -> Iterator[None]:
     """Around a change to a user that can change which quotas its accounts show through
     JMAP (its staff flag: domain and global quotas are shown to staff owners only; its
     address: which domain's quotas apply). A quota that appears is recorded created in
-    the account and one that goes destroyed, so Quota/changes tells the clients."""
+    the account and one that goes destroyed, so Quota/changes tells the clients. ``user``
+    holds the values about to be saved; when neither of the two differs from the stored
+    row, nothing more is read."""
+    stored = User.objects.filter(pk=user.pk).values_list("is_staff", "email").first()
+    if stored == (user.is_staff, user.email):
+        yield
+        return
     with transaction.atomic():
         before = _visible_quotas(user.pk)
         yield
