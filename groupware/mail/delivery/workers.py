@@ -199,9 +199,6 @@ class ConnectionWorkers:
         finally:
             connection.close()
 
-    def pids(self) -> list[int]:
-        return [worker.process.pid for worker in self._workers if worker is not None and worker.process.pid]
-
     async def stop(self, timeout: float = 60) -> None:
         """Close the control sockets (each worker finishes what it is delivering and
         exits); a worker still running after ``timeout`` seconds is killed."""
