@@ -11,13 +11,17 @@ retrying a message until it is answered 250, as a sending MTA does. Recipients r
 the users. Prints messages/s and per-message latency percentiles (from the start of a
 message's first attempt to its 250) and then checks the store: with --kill-every, the
 number of Emails stored must equal the number of messages answered 250, with no message
-stored twice. Results go to bench/results/delivery-<date>.json.
+stored twice. Without --kill-every it also reports the CPU time spent per message over the
+sending, by serve_mail and its workers, by PostgreSQL, by the sender and by the whole machine
+(this machine's speed drifts: CPU per message compares runs better than the rate alone).
+Results go to bench/results/delivery-<date>.json.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import signal
 import smtplib
@@ -30,6 +34,7 @@ from pathlib import Path
 
 from bench.common import PYTHON, ROOT, bench_json, default_database, percentile, recreate_database, server_environment
 from bench.mailcorpus import MailCorpus
+from bench.run import CLOCK_TICKS, busy_ticks, cpu_ticks, service_ticks, tree
 
 PORT_LINE = re.compile(r"serve_mail: LMTP listening on [\d.]+:(\d+)")
 
@@ -127,6 +132,18 @@ def sender(
             pass
 
 
+def cpu_sample(servers: Servers) -> dict[str, float]:
+    """CPU ticks so far: serve_mail with its workers, PostgreSQL (with Redis, idle here), this
+    process (the senders), the whole machine."""
+    own = os.times()
+    return {
+        "serve_mail": cpu_ticks(tree([process.pid for process in servers.processes])),
+        "postgresql": service_ticks(),
+        "sender": (own.user + own.system) * CLOCK_TICKS,
+        "machine": busy_ticks(),
+    }
+
+
 def store_counts(url: str) -> dict[str, int]:
     import psycopg
 
@@ -164,6 +181,7 @@ def main(argv: list[str] | None = None) -> None:
         flush=True,
     )
     started = time.perf_counter()
+    cpu_before = cpu_sample(servers)
     for thread in threads:
         thread.start()
     try:
@@ -178,6 +196,7 @@ def main(argv: list[str] | None = None) -> None:
             else:
                 time.sleep(0.2)
         elapsed = time.perf_counter() - started
+        cpu_after = cpu_sample(servers)
     finally:
         servers.stop()
     counts = store_counts(args.database)
@@ -205,6 +224,11 @@ def main(argv: list[str] | None = None) -> None:
         "answered_250": len(set(answered)),
         **counts,
     }
+    if not args.kill_every:  # a killed serve_mail takes its CPU time with it
+        result["cpu_ms_per_message"] = {
+            name: round(1000 * (cpu_after[name] - cpu_before[name]) / CLOCK_TICKS / len(answered), 2)
+            for name in cpu_before
+        }
     result["stored_equals_answered"] = counts["emails"] == len(set(answered)) == counts["distinct_messages"]
     results = ROOT / "bench" / "results"
     results.mkdir(exist_ok=True)
