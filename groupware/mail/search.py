@@ -160,6 +160,11 @@ def _token_patterns() -> tuple[re.Pattern[str], re.Pattern[str]]:
     return re.compile(f"[{_class_ranges(bmp(cjk))}]|[{_class_ranges(bmp(ranges))}]+"), full
 
 
+def warm_up() -> None:
+    """Build the word patterns now (a process that forks workers does it once for them)."""
+    _token_patterns()
+
+
 def _token_pattern(text: str) -> re.Pattern[str]:
     """The word pattern to search ``text`` with (see ``_token_patterns``)."""
     within_bmp, full = _token_patterns()

@@ -297,6 +297,86 @@ def test_workers_end_with_a_killed_listener(embedded):
     assert "w4@x" in stored_message_ids(embedded)
 
 
+def _socket_inodes(pid: int) -> set[str]:
+    found = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            found.add(target[8:-1])
+    return found
+
+
+def _listening_inodes(ports: set[int]) -> set[str]:
+    inodes = set()
+    for path in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(path).read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) in ports:  # LISTEN
+                inodes.add(fields[9])
+    return inodes
+
+
+@pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="reads processes and sockets from /proc")
+def test_workers_are_forks_of_serve_mail_without_its_listening_sockets(embedded):
+    """On Linux the workers (and a replacement) are forks of the warmed-up serve_mail, not
+    fresh interpreters, and hold neither its listening sockets nor its database session."""
+    server = MailProcess(embedded, "--workers", "2")
+    try:
+        send_until_accepted(server.ports["LMTP"], "f1@x")
+        workers = workers_of(server, 2)
+        os.kill(workers[0], signal.SIGKILL)
+        send_until_accepted(server.ports["LMTP"], "f2@x")
+        deadline = time.monotonic() + 30
+        while workers[0] in children_of(server.process.pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        current = workers_of(server, 2)
+        assert workers[0] not in current
+        listening = _listening_inodes(set(server.ports.values()))
+        assert len(listening) == 2 and listening <= _socket_inodes(server.process.pid)
+        for pid in current:
+            assert _cmdline(pid) == _cmdline(server.process.pid)  # forked: no spawn command line
+            assert not listening & _socket_inodes(pid)
+        server.process.terminate()
+        assert server.process.wait(30) == 0
+    finally:
+        server.stop()
+    assert {"f1@x", "f2@x"} <= set(stored_message_ids(embedded))
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="forked workers need fork()")
+def test_a_forked_worker_opens_its_own_database_connection_and_leaves_the_parents_alone():
+    from groupware.mail.delivery.workers import _forget_parent_state
+
+    def session() -> str:
+        with connection.cursor() as cursor:
+            if connection.vendor == "postgresql":
+                cursor.execute("SELECT pg_backend_pid()")
+                return str(cursor.fetchone()[0])
+            cursor.execute("SELECT 1")
+            return str(id(connection.connection))
+
+    parent = session()
+    kept = connection.connection
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the worker's side: report its own session, then leave without cleaning up
+        try:
+            _forget_parent_state([])
+            os.write(write, session().encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    child = os.read(read, 100).decode()
+    os.close(read)
+    assert os.waitpid(pid, 0)[1] == 0
+    assert child and child != parent
+    assert connection.connection is kept and session() == parent  # still ours, still open
+
+
 # -- The database going away between RCPT and DATA (PostgreSQL: a proxy we can cut) -------
 
 

@@ -372,6 +372,7 @@ async def _serve_with_workers(
             sock = socket.create_server((host, port), family=family, backlog=128, reuse_port=reuse_port)
             sock.setblocking(False)
             sockets.append(sock)
+            pool.keep_from_workers(sock)
             bound = sock.getsockname()
             listeners.append(Listener(protocol, bound[0], bound[1]))
 

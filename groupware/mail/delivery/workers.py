@@ -13,6 +13,14 @@ the connection drop before any 250 for what was not stored, and retry (the retra
 dedup of ``deliver_message`` keeps a delivery that committed just before the crash from
 being stored twice). It is replaced at once, and new connections go to the live workers.
 Workers die with serve_mail (a parent-death signal on Linux).
+
+Where the platform forks (Linux), a worker is a fork of serve_mail, which has set Django up
+and built what a first delivery would otherwise build (``warm_up``): a worker serves at once,
+where a freshly spawned interpreter spent about a second setting Django up (each time
+serve_mail or a worker restarts), and the workers share those pages with serve_mail. The
+child keeps none of serve_mail's descriptors it must not hold (the listening sockets, the
+other workers' control sockets, serve_mail's end of its own) nor its database connections.
+Elsewhere workers are spawned.
 """
 
 from __future__ import annotations
@@ -36,8 +44,43 @@ logger = logging.getLogger(__name__)
 PROTOCOL_CODES = {"LMTP": b"L", "SMTP": b"S"}
 
 
+def warm_up() -> None:
+    """Build, in serve_mail before it forks its workers, what every delivery uses and a first
+    one would otherwise build: the delivery modules, the Web Push sender the state change
+    after a commit imports (its HTTP clients load the system's certificates), and the search
+    tokenizer's patterns (a scan of every Unicode code point)."""
+    import groupware.mail.delivery.services  # the store, Sieve, MIME
+    import groupware.push.webpush  # noqa: F401
+    from groupware.mail import search
+
+    search.warm_up()
+
+
+def _forget_parent_state(inherited: list[socket.socket]) -> None:
+    """In a forked worker: drop what belongs to serve_mail. Its descriptors that the worker
+    must not hold are closed (a listening socket held here would outlive serve_mail; a control
+    socket end held here would keep its worker from seeing serve_mail close it); its event
+    loop, running in the thread that forked, is left untouched (its epoll set and wake-up
+    pipe are serve_mail's: closing the loop here would unregister them there); its database
+    connections are kept referenced but unused (closing one would end serve_mail's session
+    on the shared socket), and Django opens new ones."""
+    for sock in inherited:
+        sock.close()
+    signal.set_wakeup_fd(-1)
+    asyncio.events._set_running_loop(None)
+    from django.db import connections
+
+    for connection in connections.all(initialized_only=True):
+        if connection.connection is not None:
+            _inherited_connections.append(connection.connection)
+            connection.connection = None
+
+
+_inherited_connections: list[Any] = []
+
+
 def _worker_start() -> None:
-    """In each spawned worker: die with serve_mail (Linux), then set up Django."""
+    """In each worker: die with serve_mail (Linux), then set up Django (a no-op in a fork)."""
     try:
         import ctypes
 
@@ -54,9 +97,12 @@ def _worker_start() -> None:
     django.setup()
 
 
-def _serve_connections(control: socket.socket, threads: int) -> None:
+def _serve_connections(control: socket.socket, threads: int, inherited: list[socket.socket] | None = None) -> None:
     """A worker process's life: serve the connections that arrive on ``control`` until it
-    closes (serve_mail stopping), then finish the deliveries under way."""
+    closes (serve_mail stopping), then finish the deliveries under way. ``inherited``: in
+    a fork, serve_mail's sockets to close (see ``_forget_parent_state``)."""
+    if inherited is not None:
+        _forget_parent_state(inherited)
     _worker_start()
     asyncio.run(_worker_loop(control, threads))
 
@@ -149,17 +195,27 @@ class ConnectionWorkers:
         self._workers: list[_Worker | None] = [None] * processes
         self._next = 0
         self._stopping = False
-        self._context = multiprocessing.get_context("spawn")
+        self.forks = "fork" in multiprocessing.get_all_start_methods()
+        self._context = multiprocessing.get_context("fork" if self.forks else "spawn")
+        self._kept_from_workers: list[socket.socket] = []
+
+    def keep_from_workers(self, sock: socket.socket) -> None:
+        """A socket of serve_mail's (a listener) that a forked worker closes."""
+        self._kept_from_workers.append(sock)
 
     def start(self) -> None:
+        if self.forks:
+            warm_up()
         for index in range(self.processes):
             self._spawn(index)
 
     def _spawn(self, index: int) -> None:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        process = self._context.Process(
-            target=_serve_connections, args=(theirs, self.threads), name=f"delivery-{index}"
-        )
+        args: tuple[Any, ...] = (theirs, self.threads)
+        if self.forks:
+            controls = [worker.control for worker in self._workers if worker is not None]
+            args += ([ours, *controls, *self._kept_from_workers],)
+        process = self._context.Process(target=_serve_connections, args=args, name=f"delivery-{index}")
         process.start()
         theirs.close()
         ours.setblocking(False)
