@@ -31,6 +31,7 @@ import multiprocessing
 import os
 import signal
 import socket
+import sys
 import weakref
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -195,7 +196,8 @@ class ConnectionWorkers:
         self._workers: list[_Worker | None] = [None] * processes
         self._next = 0
         self._stopping = False
-        self.forks = "fork" in multiprocessing.get_all_start_methods()
+        # Linux only: elsewhere fork may be offered but not safe (macOS system libraries).
+        self.forks = sys.platform.startswith("linux")
         self._context = multiprocessing.get_context("fork" if self.forks else "spawn")
         self._kept_from_workers: list[socket.socket] = []
 
