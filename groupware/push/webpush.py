@@ -17,11 +17,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-import requests
 from django.conf import settings
 from django.utils import timezone
-from py_vapid import Vapid02
-from pywebpush import WebPusher
 
 from accounts.credentials import credential_valid
 from accounts.services import ACCOUNT_READERS_SQL
@@ -108,6 +105,12 @@ def send_verification(subscription_pk: int) -> None:
 
 def deliver(subscription_pk: int, payload: dict[str, Any], *, verification: bool = False) -> Outcome:
     """POST one object to a subscription's URL, if it may still receive it."""
+    # Imported here, not with the module: every process that commits a write imports this
+    # module (``dispatch_state_change``), and these HTTP and crypto clients take about a
+    # quarter of a second to import (loading the system's certificates); only a sender needs them.
+    import requests
+    from pywebpush import WebPusher
+
     subscription = PushSubscription.objects.select_related("user").filter(pk=subscription_pk).first()
     if subscription is None or subscription.expires <= timezone.now():
         return Outcome()
@@ -166,6 +169,8 @@ def _retry_after(value: str | None) -> float:
 
 
 def _vapid_headers(url: str) -> dict[str, str]:
+    from py_vapid import Vapid02  # see ``deliver``
+
     parts = urlsplit(url)
     claims = {
         "aud": f"{parts.scheme}://{parts.netloc}",

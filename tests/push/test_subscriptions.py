@@ -291,3 +291,27 @@ def test_admin_change_form_disabling_a_user_ends_their_subscriptions(
     assert response.status_code == 302
     assert not User.objects.get(pk=user.pk).is_active
     assert not PushSubscription.objects.filter(user=user).exists()
+
+
+def test_dispatching_a_state_change_does_not_load_the_push_senders_clients(tmp_path):
+    """Every process that commits a write imports the Web Push dispatch (and serve_mail loads
+    what a delivery uses before it forks its workers); the HTTP and crypto clients only a
+    sender needs are imported when a push is sent, not with it."""
+    import subprocess
+    import sys
+
+    from tests.test_runtime import ROOT, clean_env
+
+    program = (
+        "import sys, django; django.setup()\n"
+        "from groupware.mail.delivery.workers import warm_up; warm_up()\n"
+        "from groupware.push.webpush import dispatch_state_change\n"
+        "print(sorted(m for m in ('pywebpush', 'aiohttp', 'requests', 'py_vapid') if m in sys.modules))\n"
+    )
+    env = clean_env(DATA_DIR=str(tmp_path), SECRET_KEY="k" * 50)
+    env.pop("DATABASE_URL", None)
+    result = subprocess.run(
+        [sys.executable, "-c", program], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"

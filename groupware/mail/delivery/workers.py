@@ -47,9 +47,9 @@ PROTOCOL_CODES = {"LMTP": b"L", "SMTP": b"S"}
 
 def warm_up() -> None:
     """Build, in serve_mail before it forks its workers, what every delivery uses and a first
-    one would otherwise build: the delivery modules, the Web Push sender the state change
-    after a commit imports (its HTTP clients load the system's certificates), and the search
-    tokenizer's patterns (a scan of every Unicode code point)."""
+    one would otherwise build: the delivery modules, the Web Push dispatch the state change
+    after a commit imports, and the search tokenizer's patterns (a scan of every Unicode
+    code point)."""
     import groupware.mail.delivery.services  # the store, Sieve, MIME
     import groupware.push.webpush  # noqa: F401
     from groupware.mail import search
