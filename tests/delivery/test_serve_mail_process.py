@@ -175,7 +175,7 @@ def children_of(pid: int) -> list[int]:
 
 
 def workers_of(server: MailProcess, count: int) -> list[int]:
-    """The delivery workers of the process (the spawn machinery adds a resource tracker)."""
+    """The delivery workers of the process (spawned workers come with a resource tracker process)."""
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         workers = [pid for pid in children_of(server.process.pid) if b"resource_tracker" not in _cmdline(pid)]

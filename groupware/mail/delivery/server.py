@@ -3,9 +3,10 @@
 Both accept mail for local recipients only (unknown ones are refused at RCPT with 550, so
 the SMTP port is no open relay) and hand each message to ``deliver_message`` in a thread
 pool (the database work is synchronous); with ``workers``, worker processes serve the
-connections, each with its own pool (groupware.mail.delivery.workers). LMTP answers once per recipient after DATA; SMTP
-answers once: 451 if any recipient failed temporarily (a retransmission is deduplicated
-for the recipients that already have it), else 250 if any was delivered.
+connections, each with its own pool (groupware.mail.delivery.workers). LMTP answers once
+per recipient after DATA; SMTP answers once: 451 if any recipient failed temporarily (a
+retransmission is deduplicated for the recipients that already have it), else 250 if any
+was delivered.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 Delivering is CPU-bound Python (parsing, Sieve, the search index), so the threads of one
 process share one core. With ``ConnectionWorkers`` the serve_mail process only accepts
 connections and hands each one (its file descriptor, over a Unix socket) to one of
-``processes`` spawned worker processes, in turn. A worker speaks LMTP/SMTP on the
+``processes`` worker processes, in turn. A worker speaks LMTP/SMTP on the
 connections it was given and delivers in its own threads, with Django set up and its own
 database connections: a message crosses no process boundary (handing every message to a
 pool of processes cost the listener more CPU than reading it).
@@ -14,7 +14,7 @@ dedup of ``deliver_message`` keeps a delivery that committed just before the cra
 being stored twice). It is replaced at once, and new connections go to the live workers.
 Workers die with serve_mail (a parent-death signal on Linux).
 
-Where the platform forks (Linux), a worker is a fork of serve_mail, which has set Django up
+On Linux a worker is a fork of serve_mail, which has set Django up
 and built what a first delivery would otherwise build (``warm_up``): a worker serves at once,
 where a freshly spawned interpreter spent about a second setting Django up (each time
 serve_mail or a worker restarts), and the workers share those pages with serve_mail. The
@@ -57,27 +57,28 @@ def warm_up() -> None:
     search.warm_up()
 
 
+# A forked worker's references to serve_mail's database connections: never closed there.
+_inherited_connections: list[Any] = []
+
+
 def _forget_parent_state(inherited: list[socket.socket]) -> None:
     """In a forked worker: drop what belongs to serve_mail. Its descriptors that the worker
     must not hold are closed (a listening socket held here would outlive serve_mail; a control
     socket end held here would keep its worker from seeing serve_mail close it); its event
     loop, running in the thread that forked, is left untouched (its epoll set and wake-up
-    pipe are serve_mail's: closing the loop here would unregister them there); its database
-    connections are kept referenced but unused (closing one would end serve_mail's session
-    on the shared socket), and Django opens new ones."""
+    pipe are serve_mail's: closing the loop here would unregister them there; asyncio
+    already tells a forked process that no loop runs in it), and signals no longer wake it;
+    its database connections are kept referenced but unused (closing one would end
+    serve_mail's session on the shared socket), and Django opens new ones."""
     for sock in inherited:
         sock.close()
     signal.set_wakeup_fd(-1)
-    asyncio.events._set_running_loop(None)
     from django.db import connections
 
     for connection in connections.all(initialized_only=True):
         if connection.connection is not None:
             _inherited_connections.append(connection.connection)
             connection.connection = None
-
-
-_inherited_connections: list[Any] = []
 
 
 def _worker_start() -> None:
@@ -209,9 +210,9 @@ class ConnectionWorkers:
         if self.forks:
             warm_up()
         for index in range(self.processes):
-            self._spawn(index)
+            self._start_worker(index)
 
-    def _spawn(self, index: int) -> None:
+    def _start_worker(self, index: int) -> None:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         args: tuple[Any, ...] = (theirs, self.threads)
         if self.forks:
@@ -234,7 +235,7 @@ class ConnectionWorkers:
         self._workers[index] = None
         if not self._stopping:
             logger.warning("delivery worker %s ended (exit code %s); starting another", index, process.exitcode)
-            self._spawn(index)
+            self._start_worker(index)
 
     def hand_over(self, connection: socket.socket, protocol: str) -> bool:
         """Give an accepted connection to the next live worker (closed here either way);
