@@ -260,3 +260,98 @@ def test_header_stream_takes_the_caps_as_token_by_token_would(headers):
         ]:
             expected.add(token)
     assert search._headers_stream(headers).tokens == expected.tokens
+
+
+def _tsvector_text_literal(tokens: list[str]) -> str:
+    """The same vector as PostgreSQL's text input: 'lexeme':1,5 with quotes and
+    backslashes escaped (what the index was written with before the binary format)."""
+    positions: dict[str, list[int]] = {}
+    for position, token in enumerate(tokens, start=1):
+        positions.setdefault(token, []).append(position)
+    positions.pop(search.PLACEHOLDER, None)
+    return " ".join(
+        "'" + token.replace("\\", "\\\\").replace("'", "''") + "':" + ",".join(map(str, numbers))
+        for token, numbers in positions.items()
+    )
+
+
+_VECTOR_TOKENS = [
+    [],
+    ["word"],
+    [search.PLACEHOLDER],
+    ["the", "cat", "the", search.PLACEHOLDER, "cat", "end"],
+    ["quote's", "back\\slash", "quote's"],  # never made by the tokenizer, quoted all the same
+    ["café", "日", "本", "ё", "\U0001f600", "z" * search.MAX_TOKEN_LENGTH],
+    [search._HEADER_PRESENT + "subject", "subject" + search._HEADER_VALUE + "hello", search.PLACEHOLDER],
+    ["same"] * search.MAX_TOKEN_POSITIONS + ["other"],  # a lexeme with the most positions kept
+    [f"w{index % 700}" for index in range(search.MAX_FIELD_TOKENS)],  # the last position allowed
+]
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="PostgreSQL's tsvector")
+@pytest.mark.parametrize("tokens", _VECTOR_TOKENS, ids=range(len(_VECTOR_TOKENS)))
+def test_binary_tsvector_is_the_vector_of_its_text_literal(db, tokens):
+    """What PostgreSQL reads from the binary vector equals what it parses from the text
+    literal of the same positions: same lexemes, positions and text form."""
+    vector = search.tsvector_of(tokens)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT %s::tsvector = t, %s::tsvector::text = t::text, length(%s::tsvector)"
+            " FROM (SELECT %s::tsvector AS t) AS literal",
+            [vector, vector, vector, _tsvector_text_literal(tokens)],
+        )
+        same, same_text, lexemes = cursor.fetchone()
+    assert same and same_text
+    assert lexemes == len(set(tokens) - {search.PLACEHOLDER})
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="PostgreSQL's tsvector")
+def test_binary_tsvectors_of_the_corpus_equal_their_text_literals(db):
+    """Every field of every message of the shared MIME corpus (or, without it, of
+    generated mail in five charsets): the binary vector is the vector of the text literal
+    of the same stream."""
+    from groupware.mail.services.emails import _columns, message_parse, search_fields_of, without_nul
+    from tests.mail.test_email_corpus import FILES
+
+    if FILES:
+        messages = [path.read_bytes() for path in FILES]
+    else:
+        from bench.mailcorpus import MailCorpus
+
+        messages = [message.raw for message in MailCorpus(seed=5).messages(200)]
+    compared = 0
+    with connection.cursor() as cursor:
+        for raw in messages:
+            parsed = message_parse(raw)
+            streams = search.search_streams(email=_columns(parsed), fields=without_nul(search_fields_of(parsed)))
+            for tokens in streams.values():
+                cursor.execute(
+                    "SELECT %s::tsvector = %s::tsvector", [search.tsvector_of(tokens), _tsvector_text_literal(tokens)]
+                )
+                assert cursor.fetchone()[0]
+                compared += 1
+    assert compared >= 8 * len(messages)
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="PostgreSQL's TOAST compression")
+def test_largest_values_of_a_message_compress_with_lz4_where_the_server_has_it(mail):
+    """Migration 0007: the search row's vectors and the Email's parse use lz4 (new values),
+    if this PostgreSQL was built with it; else they stay on the default."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 'lz4' = ANY(enumvals) FROM pg_settings WHERE name = 'default_toast_compression'")
+        (available,) = cursor.fetchone()
+        cursor.execute(
+            "SELECT attrelid::regclass::text, attname, attcompression FROM pg_attribute"
+            " WHERE (attrelid = 'mail_email_search'::regclass AND attnum > 1)"
+            " OR (attrelid = 'mail_email'::regclass AND attname = 'parsed')"
+        )
+        columns = cursor.fetchall()
+        assert len(columns) == len(search.COLUMNS) + 1
+        assert {compression for _, _, compression in columns} == {"l" if available else ""}
+    # A body vector large enough to be compressed (over 2 KB): stored with that method.
+    email = store_email(
+        mail.account, subject="big", body=" ".join(f"word{n}" for n in range(3000)), received_at=when(1)
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT pg_column_compression(body) FROM {search.TABLE} WHERE email_id = %s", [email.pk])
+        assert cursor.fetchone()[0] == ("lz4" if available else "pglz")
