@@ -453,7 +453,7 @@ class _TsVectorDumper(Dumper):
     oid = TSVECTOR_OID
 
     def dump(self, obj: Any) -> bytes:
-        return bytes(obj)
+        return obj  # already the wire format (a bytes subclass)
 
 
 # Registered before any connection exists (this module loads with the mail app): psycopg
