@@ -46,7 +46,7 @@ import struct
 import unicodedata
 from bisect import bisect_right
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from email.header import decode_header, make_header
@@ -460,10 +460,10 @@ class _TsVectorDumper(Dumper):
 # connections copy the adapters of the global map when they open.
 psycopg.adapters.register_dumper(TsVector, _TsVectorDumper)
 
-_POSITION_PACKERS: dict[int, Any] = {}
+_POSITION_PACKERS: dict[int, Callable[..., bytes]] = {}  # at most 256 (MAX_TOKEN_POSITIONS)
 
 
-def _positions_packer(count: int) -> Any:
+def _positions_packer(count: int) -> Callable[..., bytes]:
     packer = _POSITION_PACKERS.get(count)
     if packer is None:
         packer = _POSITION_PACKERS[count] = struct.Struct(f">{count + 1}H").pack
@@ -495,11 +495,8 @@ def _postgresql_write(chunk: Sequence[tuple[int, SearchDocument]], columns: list
     array per column for many), each field a binary tsvector (``tsvector_of``)."""
     rows = [(pk, *document.values) for pk, document in chunk]
     source, params = sql.insert_rows(["bigint"] + ["tsvector"] * len(columns), rows)
-    names = ", ".join(f"c{index}" for index in range(len(columns)))
-    vectors = ", ".join(f"c{index}::tsvector" for index in range(len(columns)))
     statement = (
-        f"INSERT INTO {TABLE} (email_id, {', '.join(columns)})"  # noqa: S608
-        f" SELECT e, {vectors} FROM ({source}) AS t(e, {names})"
+        f"INSERT INTO {TABLE} (email_id, {', '.join(columns)}) {source}"
         " ON CONFLICT (email_id) DO UPDATE SET " + ", ".join(f"{column} = EXCLUDED.{column}" for column in columns)
     )
     return statement, params
@@ -528,7 +525,7 @@ class SearchDocument:
     (a binary tsvector on PostgreSQL, the token stream on SQLite). Made without the
     database, so an ingest can tokenize before it takes the account's lock."""
 
-    values: tuple[str, ...]
+    values: tuple[TsVector, ...] | tuple[str, ...]
 
 
 def search_streams(*, email: Any, fields: Mapping[str, str]) -> dict[str, list[str]]:
